@@ -1,0 +1,55 @@
+"""What an app is: its tasks, its protocol and how its model is built.
+
+This module is torch-free so that the CLI can list apps and tasks without importing torch.
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Task kinds the losses and metrics know (dstcli.tasks); an app picks one per task.
+TASK_KINDS = ("classification",)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of an app, as the model, the losses and the metrics need it."""
+
+    name: str
+    kind: str
+    depth: int  # layers from the input to the task's output (the paper's d_t)
+    branch: int  # the encoder convolution (1..13) the task's head reads
+    num_classes: int | None = None  # classification only
+    output_shape: tuple[int, ...] = ()  # regression and dense tasks
+    class_names: tuple[str, ...] = field(default=(), repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["output_shape"] = list(self.output_shape)
+        out["class_names"] = list(self.class_names)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TaskSpec":
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["output_shape"] = tuple(fields.get("output_shape", ()))
+        fields["class_names"] = tuple(fields.get("class_names", ()))
+        return cls(**fields)
+
+
+class App:
+    """A dataset family of the paper: its tasks, how they are prepared, which network runs them.
+
+    Subclasses set `name`, `model` (a key of the model registry) and `description`, and
+    implement `prepare`. Tasks come from the prepared data's manifest, so one app serves any
+    subset of its tasks (8 Omniglot alphabets or 50).
+    """
+
+    name: str = ""
+    model: str = ""
+    description: str = ""
+    input_kind: str = "image"  # "image" or "pair" (bilateral networks)
+
+    def protocol(self) -> dict[str, Any]:
+        from dstcli.data.protocols import load_protocol
+
+        return load_protocol(self.name)

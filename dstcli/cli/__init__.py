@@ -1,0 +1,1 @@
+"""The `dst` command line (Typer). `main.py` joins one module per command."""

@@ -1,0 +1,35 @@
+"""`dst eval RUN_DIR`: test metrics of a trained run, into metrics.json and metrics.csv."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+
+from dstcli.cli.common import out, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    @user_errors
+    def evaluate(
+        run_dir: Path = typer.Argument(..., help="A run folder made by dst train."),
+        split: str = typer.Option("test", help="Split to evaluate: test or train."),
+        device: str | None = typer.Option(None, help="Override the run's --device."),
+    ) -> None:
+        """Per-task test metrics and the average error over tasks (Tables 3, 4 and 6)."""
+        from dstcli.errors import DstError
+
+        if split not in ("test", "train"):
+            raise DstError(f"--split {split!r}: use test or train")
+        from dstcli.evaluate import evaluate as run_eval
+
+        result = run_eval(run_dir, split=split, device=device)
+        width = max(len(t) for t in result["tasks"])
+        out.print(f"{'task':<{width}} {'samples':>8} {'accuracy':>9} {'error':>7}")
+        for task, m in result["tasks"].items():
+            acc = m.get("accuracy", math.nan)
+            out.print(f"{task:<{width}} {m['samples']:>8d} {acc:>9.2f} {m['error']:>7.2f}")
+        out.print(f"{'average error':<{width}} {'':>8} {'':>9} {result['average_error']:>7.2f}")
+        out.print(f"wrote {Path(run_dir) / 'metrics.json'} and metrics.csv")

@@ -1,0 +1,44 @@
+"""`dst prepare APP`: raw data in its published layout -> shards + manifest.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dstcli.cli.common import err, out, user_errors
+
+app = typer.Typer(help="Turn raw data in its published layout into HDF5 shards.",
+                  no_args_is_help=True)
+
+
+def _report(manifest: dict, out_dir: Path) -> None:
+    splits = manifest["splits"]
+    out.print(f"wrote {out_dir}: {len(manifest['tasks'])} tasks, "
+              f"{splits['train']['samples']} train and {splits['test']['samples']} test samples, "
+              f"{manifest['image']['height']}x{manifest['image']['width']} "
+              f"(preset {manifest['image']['preset']})")
+    for w in manifest["warnings"]:
+        err.print(f"[yellow]warning:[/] {w}")
+
+
+@app.command("omniglot")
+@user_errors
+def omniglot(
+    raw: list[Path] = typer.Option(..., "--raw", help="An official zip (images_background*.zip, "
+                                   "images_evaluation.zip) or a folder holding the layout; "
+                                   "repeat for several."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the shards into."),
+    preset: str = typer.Option("paper", help="Size preset whose input size the images get: "
+                               "cpu-tiny, cpu or paper."),
+    seed: int | None = typer.Option(None, help="Seed of the 20% test split (default: the "
+                                    "protocol's, data_manifests/omniglot.toml)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing prepared folder."),
+) -> None:
+    """Omniglot: one classification task per alphabet, 20% of each character held out."""
+    from dstcli.apps import APPS
+    from dstcli.models.presets import get_preset
+
+    get_preset(preset)
+    manifest = APPS.get("omniglot").prepare(raw, out_dir, preset, force=force, seed=seed)
+    _report(manifest, out_dir)

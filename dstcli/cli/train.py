@@ -1,0 +1,179 @@
+"""`dst train`: train a network of the paper under any registered scheduler.
+
+The app and scheduler choices, and one flag per scheduler option, come from the registries, so
+a method added to `dstcli/schedulers/specs/` appears here with its options and help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dstcli.cli.common import err, user_errors
+from dstcli.errors import ConfigError, DstError
+
+# Flags of the command itself; a scheduler option may not take one of these names.
+FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
+         "device", "workers", "encoder_weights", "resume")
+
+
+def scheduler_flags() -> dict[str, dict[str, Any]]:
+    """Every scheduler option as one flag: {field: {help, methods}} across the registry."""
+    from dstcli.schedulers import SCHEDULERS
+
+    flags: dict[str, dict[str, Any]] = {}
+    for name in SCHEDULERS.names():
+        for f in SCHEDULERS.get(name).options.option_fields():
+            if f.name in FIXED:
+                raise RuntimeError(f"scheduler {name}: option {f.name} clashes with a dst flag")
+            entry = flags.setdefault(f.name, {"help": f.metadata.get("help", ""), "methods": {}})
+            entry["methods"][name] = f.default
+    return flags
+
+
+def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
+    from dstcli.apps import APPS
+    from dstcli.models.presets import PRESETS
+    from dstcli.schedulers import all_names
+
+    app_enum = Enum("AppName", {n: n for n in APPS.names()}, type=str)
+    scheduler_enum = Enum("SchedulerName", {n: n for n in all_names()}, type=str)
+    preset_enum = Enum("PresetName", {n: n for n in PRESETS}, type=str)
+    opt = typer.Option
+    fixed: list[tuple[str, Any, Any]] = [
+        ("app", app_enum | None, opt(None, help="The app (dataset family); default: the "
+                                     "one --data was prepared for.")),
+        ("scheduler", scheduler_enum | None, opt(None, help="Training method or a named "
+                                                 "variant of one. [default: mtl]")),
+        ("data", Path | None, opt(None, help="Prepared folder (dst prepare ... --out).")),
+        ("out", Path | None, opt(None, help="Run folder to create.")),
+        ("preset", preset_enum | None, opt(None, help="Size preset; must match the data. "
+                                           "[default: the data's]")),
+        ("epochs", int | None, opt(None, help="Training epochs after the pass without weight "
+                                   "update. [default: 10]")),
+        ("seed", int | None, opt(None, help="Seed of initialisation, data order and gates. "
+                                 "[default: 0]")),
+        ("batch_size", int | None, opt(None, help="Samples per step. [default: 16]")),
+        ("lr", float | None, opt(None, help="Adam learning rate. [default: 5e-5]")),
+        ("device", str | None, opt(None, help="auto (CUDA when present), cpu, cuda or cuda:N. "
+                                   "[default: auto]")),
+        ("workers", int | None, opt(None, help="Data-loading processes. [default: 0]")),
+        ("encoder_weights", Path | None, opt(None, help="torchvision VGG16 ImageNet weights "
+                                             "file to start the encoder from.")),
+        ("resume", Path | None, opt(None, help="Continue the run in this folder from its "
+                                    "last checkpoint.")),
+    ]
+    params, hints = [], {}
+    for name, hint, default in fixed:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=default, annotation=hint))
+        hints[name] = hint
+    for name, info in sorted(scheduler_flags().items()):
+        methods = ", ".join(f"{m} (default {d})" for m, d in info["methods"].items())
+        help_text = f"{info['help']} Scheduler option of: {methods}."
+        hint = Annotated[str | None, opt(help=help_text, rich_help_panel="Scheduler options")]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=hint))
+        hints[name] = hint
+    return inspect.Signature(params), hints
+
+
+def register(app: typer.Typer) -> None:
+    signature, hints = _signature()
+
+    @user_errors
+    def train(**given: Any) -> None:
+        """Train a multi-task network; epoch 1 measures every task's loss without updating."""
+        given = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items()
+                 if v is not None}
+        run_training(given)
+
+    train.__signature__ = signature
+    train.__annotations__ = dict(hints)
+    del train.__wrapped__  # Typer must read the signature above, not the wrapped function's
+    app.command("train")(train)
+
+
+def run_training(given: dict[str, Any]) -> Path:
+    """Resolve the configuration from the flags given (or the run folder), validate, train."""
+    from dstcli.config import TrainConfig
+
+    option_names = set(scheduler_flags())
+    scheduler_given = {k: str(v) for k, v in given.items() if k in option_names}
+    given = {k: v for k, v in given.items() if k not in option_names}
+
+    resume = given.pop("resume", None)
+    if resume is not None:
+        config = TrainConfig.load(Path(resume) / "config.json")
+        differs = _differences(config, given, scheduler_given)
+        if differs:
+            raise ConfigError([f"{d}; a resumed run keeps its saved configuration, start a "
+                               "new run (--out) to change it" for d in differs])
+    else:
+        config = _new_config(given, scheduler_given)
+
+    config.validate()
+    from dstcli.train import train
+
+    train(config, resume=resume is not None, console=err)
+    return Path(config.out)
+
+
+def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
+    from dstcli.config import TrainConfig
+    from dstcli.data.shards import open_prepared
+    from dstcli.schedulers import resolve
+
+    problems = [f"--{k.replace('_', '-')} is required" for k in ("data", "out")
+                if k not in given]
+    if problems:
+        raise ConfigError(problems)
+    # The app and the preset default to those the data was prepared with.
+    if "app" not in given or "preset" not in given:
+        try:
+            prepared = open_prepared(Path(given["data"]))
+            given.setdefault("app", prepared.app)
+            given.setdefault("preset", prepared.manifest["image"]["preset"])
+        except DstError as e:
+            raise ConfigError([f"--data: {e}"]) from None
+
+    scheduler = given.get("scheduler", "mtl")
+    entry, variant = resolve(scheduler)
+    own = {f.name for f in entry.options.option_fields()}
+    foreign = sorted(set(scheduler_given) - own)
+    if foreign:
+        raise ConfigError([
+            f"--{k.replace('_', '-')} is not an option of scheduler {entry.name}"
+            + (f" (its options: {', '.join('--' + o.replace('_', '-') for o in sorted(own))})"
+               if own else " (it has none)") for k in foreign
+        ])
+    options = entry.options.parse({**{k: str(v) for k, v in variant.items()}, **scheduler_given})
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
+    return TrainConfig(**values, scheduler_options=options)
+
+
+def _differences(config: Any, given: dict[str, Any], scheduler_given: dict[str, str]
+                 ) -> list[str]:
+    saved = config.to_json()
+    found = []
+    for key, value in given.items():
+        value = str(value) if isinstance(value, Path) else value
+        if key in saved and saved[key] != value:
+            found.append(f"--{key.replace('_', '-')} {value} differs from the saved "
+                         f"{saved[key]!r}")
+    options = saved.get("scheduler_options") or {}
+    if scheduler_given:
+        parsed = dataclasses.asdict(type(config.scheduler_options).parse(scheduler_given))
+        for key in scheduler_given:
+            if key not in options:
+                found.append(f"--{key.replace('_', '-')} is not an option of this run's "
+                             f"scheduler {config.scheduler}")
+            elif parsed[key] != config.scheduler_options.__getattribute__(key):
+                found.append(f"--{key.replace('_', '-')} {scheduler_given[key]} differs from "
+                             f"the saved {options[key]!r}")
+    return found

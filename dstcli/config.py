@@ -1,0 +1,149 @@
+"""Run configuration: one frozen dataclass, validated once, saved beside the results.
+
+Resolution order: defaults here, then the command line, then `validate()`, which reports every
+problem together, each naming its flag and the fix. `config.json` in the run folder is the
+resolved configuration; `--resume` reads it back. torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dstcli.errors import ConfigError, DstError
+from dstcli.schedulers.options import SchedulerOptions
+
+CONFIG_VERSION = 1
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Field names follow the CLI flags."""
+
+    app: str
+    data: str  # prepared folder (`dst prepare ... --out`)
+    out: str  # run folder
+    scheduler: str = "mtl"  # as given: a method or a named variant (`gradnorm-1.5`)
+    scheduler_options: SchedulerOptions | None = None  # resolved; None = the method's defaults
+    preset: str = "cpu-tiny"
+    epochs: int = 10  # training epochs, after the pass without weight update (epoch 1)
+    seed: int = 0
+    batch_size: int = 16  # the paper's face setting
+    lr: float = 5e-5  # the paper's Adam learning rate
+    device: str = "auto"
+    workers: int = 0
+    encoder_weights: str | None = None
+    version: int = field(default=CONFIG_VERSION)
+
+    def problems(self) -> list[str]:
+        """Every problem with this configuration, each naming its flag and the fix."""
+        from dstcli.apps import APPS
+        from dstcli.models.presets import PRESETS
+        from dstcli.schedulers import all_names
+
+        found: list[str] = []
+        if self.app not in APPS:
+            found.append(f"--app {self.app!r} is unknown; choose one of: "
+                         f"{', '.join(APPS.names())}")
+        if self.scheduler not in all_names():
+            found.append(f"--scheduler {self.scheduler!r} is unknown; choose one of: "
+                         f"{', '.join(all_names())}")
+        if self.preset not in PRESETS:
+            found.append(f"--preset {self.preset!r} is unknown; choose one of: "
+                         f"{', '.join(PRESETS)}")
+        if self.epochs < 1:
+            found.append(f"--epochs {self.epochs}: train for at least 1 epoch")
+        if self.batch_size < 1:
+            found.append(f"--batch-size {self.batch_size}: must be at least 1")
+        if not self.lr > 0:
+            found.append(f"--lr {self.lr}: the learning rate must be positive")
+        if self.seed < 0:
+            found.append(f"--seed {self.seed}: use a seed of 0 or more")
+        if self.workers < 0:
+            found.append(f"--workers {self.workers}: use 0 (load in the main process) or more")
+        if not DEVICE.match(self.device):
+            found.append(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
+        if self.encoder_weights is not None and not Path(self.encoder_weights).is_file():
+            found.append(f"--encoder-weights {self.encoder_weights}: no such file; dst never "
+                         "downloads weights, pass the path of torchvision's VGG16 file")
+        found += self._data_problems()
+        return found
+
+    def _data_problems(self) -> list[str]:
+        from dstcli.data.shards import open_prepared
+        from dstcli.models.presets import PRESETS
+
+        try:
+            data = open_prepared(Path(self.data))
+        except DstError as e:
+            return [f"--data: {e}"]
+        found = []
+        if data.app != self.app:
+            found.append(f"--data {self.data} was prepared for app {data.app!r}, not "
+                         f"{self.app!r}; pass --app {data.app} or other data")
+        if self.preset in PRESETS and self.app in PRESETS[self.preset].sizes:
+            want = PRESETS[self.preset].sizes[self.app]
+            have = data.image_shape[1:]
+            if tuple(want) != tuple(have):
+                found.append(
+                    f"--preset {self.preset} trains at {want[0]}x{want[1]} but --data holds "
+                    f"{have[0]}x{have[1]} images (prepared with --preset "
+                    f"{data.manifest['image'].get('preset')}); prepare again with --preset "
+                    f"{self.preset} or train with the data's preset"
+                )
+        for task in data.tasks:
+            if data.labelled_count(task.name, "train") == 0:
+                found.append(f"task {task.name} has no labelled training sample in --data "
+                             f"{self.data}: its loss and P_c are undefined; prepare with "
+                             "labels for it or leave the task out")
+        return found
+
+    def validate(self) -> TrainConfig:
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def resolve_scheduler(self) -> TrainConfig:
+        """Fill `scheduler_options` with the method's defaults and the variant's values."""
+        from dstcli.schedulers import resolve
+
+        if self.scheduler_options is not None:
+            return self
+        entry, variant = resolve(self.scheduler)
+        return dataclasses.replace(self, scheduler_options=entry.options(**variant))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.scheduler_options is not None:
+            out["scheduler_options"] = self.scheduler_options.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        from dstcli.schedulers import resolve
+
+        values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        if values.get("scheduler_options") is not None:
+            entry, _ = resolve(values["scheduler"])
+            values["scheduler_options"] = entry.options.from_json(values["scheduler_options"])
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise DstError(f"{path} not found: is this a run folder made by `dst train`?") from None
+        except (json.JSONDecodeError, TypeError) as e:
+            raise DstError(f"{path} is not a valid run configuration ({e})") from e

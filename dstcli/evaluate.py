@@ -1,0 +1,93 @@
+"""Test-set evaluation of a run: per-task metrics and the average error over tasks.
+
+    dst eval runs/mtl-s0
+
+Writes `metrics.json` and a one-row `metrics.csv` into the run folder. The error of a
+classification task is 100 - accuracy; the average error over tasks is the figure of the
+paper's Tables 3, 4 and 6.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dstcli.config import TrainConfig
+from dstcli.data.shards import ShardDataset
+from dstcli.models.multitask import TaskRequest
+from dstcli.tasks import MetricAccumulator
+from dstcli.train import build, iterate, load_checkpoint, restore
+
+EVAL_BATCH = 64
+
+
+def evaluate(run_dir: Path, split: str = "test", device: str | None = None) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    config = TrainConfig.load(run_dir / "config.json")
+    if device is not None:
+        config = TrainConfig.from_json({**config.to_json(), "device": device})
+    run = build(config)
+    state = load_checkpoint(run_dir)
+    restore(run, state)
+    run.model.eval()
+
+    dataset = ShardDataset(run.data, split)
+    tasks = {t.name: t for t in run.data.tasks}
+    metrics = {t: MetricAccumulator(spec) for t, spec in tasks.items()}
+    batches = [list(range(i, min(i + EVAL_BATCH, len(dataset))))
+               for i in range(0, len(dataset), EVAL_BATCH)]
+    with torch.no_grad():
+        for batch in iterate(dataset, batches, config.workers, run.device.type == "cuda"):
+            images = batch["images"].to(run.device)
+            requests = {}
+            for name in tasks:
+                rows = torch.nonzero(batch["Z"][name]).squeeze(1)
+                if rows.numel():
+                    requests[name] = TaskRequest(rows.to(run.device), False)
+            outputs = run.model(images, requests)
+            for name, output in outputs.items():
+                target = batch["labels"][name][requests[name].rows.cpu()]
+                metrics[name].update(output.cpu(), target)
+
+    per_task = {t: m.result() for t, m in metrics.items()}
+    errors = [r["error"] for r in per_task.values() if not math.isnan(r["error"])]
+    result = {
+        "app": config.app,
+        "scheduler": config.scheduler,
+        "scheduler_options": config.to_json()["scheduler_options"],
+        "seed": config.seed,
+        "preset": config.preset,
+        "epoch": state["epoch"],
+        "split": split,
+        "tasks": per_task,
+        "average_error": sum(errors) / len(errors) if errors else float("nan"),
+    }
+    write_metrics(run_dir, result)
+    return result
+
+
+def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, run_dir / "metrics.json")
+
+    row: dict[str, Any] = {"run": run_dir.name, "app": result["app"],
+                           "scheduler": result["scheduler"], "seed": result["seed"],
+                           "epoch": result["epoch"]}
+    for task, values in result["tasks"].items():
+        for key in ("accuracy", "error"):
+            if key in values:
+                row[f"{task}.{key}"] = values[key]
+    row["average_error"] = result["average_error"]
+    tmp = run_dir / "metrics.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    os.replace(tmp, run_dir / "metrics.csv")

@@ -1,0 +1,135 @@
+"""Multi-task networks: one shared encoder with a head per task, or one network per task (STL).
+
+Both answer the same call, `model(images, requests)`, where `requests` maps a task to the rows
+of the batch it is computed on (its labelled samples) and whether it trains. A task that does
+not train is computed under `torch.no_grad()` on detached features, so it keeps no autograd
+graph and its parameters get no gradient: this is how a dropped task costs no backward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dstcli.apps.base import TaskSpec
+from dstcli.models.vgg import VGG16Encoder
+
+HEAD_LAYERS = 4  # weight layers in a classification head: branch depth + 4 = the task's depth
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    rows: torch.Tensor  # (n,) indices into the batch
+    train: bool  # False: measured only, under no_grad
+
+
+class ClassificationHead(nn.Module):
+    """Global average pooling, then four fully connected layers (three hidden)."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        linears = [m for m in self.layers if isinstance(m, nn.Linear)]
+        for layer in linears:
+            # He initialisation keeps the signal's scale through the ReLU layers, so the
+            # encoder gets a usable gradient from the first step even without pretraining.
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        nn.init.normal_(linears[-1].weight, std=0.01)  # start from near-uniform predictions
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.pool(features))  # (n, num_classes)
+
+    @property
+    def depth(self) -> int:
+        return sum(isinstance(m, nn.Linear) for m in self.layers)
+
+
+def build_head(task: TaskSpec, in_channels: int, width: float) -> nn.Module:
+    if task.kind == "classification":
+        return ClassificationHead(in_channels, task.num_classes, max(16, round(256 * width)))
+    raise ValueError(f"no head for task kind {task.kind!r} (task {task.name})")
+
+
+class SharedEncoderNet(nn.Module):
+    """Hard parameter sharing: the VGG16 encoder, and each task's head at its branch point."""
+
+    def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float):
+        super().__init__()
+        self.tasks = list(tasks)
+        self.encoder = VGG16Encoder(in_channels, width)
+        self.heads = nn.ModuleDict({
+            t.name: build_head(t, self.encoder.channels[t.branch - 1], width) for t in tasks
+        })
+        self.branch = {t.name: t.branch for t in tasks}
+
+    def task_depth(self, task: str) -> int:
+        return self.branch[task] + self.heads[task].depth
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())
+
+    def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
+                ) -> dict[str, torch.Tensor]:
+        if not requests:
+            return {}
+        taps = {self.branch[t] for t in requests}
+        any_train = any(r.train for r in requests.values())
+        with torch.set_grad_enabled(any_train and torch.is_grad_enabled()):
+            features = self.encoder(images, taps)
+        outputs = {}
+        for task, request in requests.items():
+            feats = features[self.branch[task]]
+            if request.train:
+                outputs[task] = self.heads[task](feats[request.rows])
+            else:
+                with torch.no_grad():
+                    outputs[task] = self.heads[task](feats.detach()[request.rows])
+        return outputs
+
+
+class SingleTaskNets(nn.Module):
+    """Single-task learning: an independent network per task, each trained on its own labels.
+
+    Every network sees only its task's labelled rows of a batch, so one epoch of the shared
+    data order is one epoch for every task, as if each had been trained alone.
+    """
+
+    def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float):
+        super().__init__()
+        self.tasks = list(tasks)
+        self.nets = nn.ModuleDict({
+            t.name: SharedEncoderNet([t], in_channels, width) for t in tasks
+        })
+
+    def task_depth(self, task: str) -> int:
+        return self.nets[task].task_depth(task)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.nets[task].parameters())
+
+    def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
+                ) -> dict[str, torch.Tensor]:
+        outputs = {}
+        for task, request in requests.items():
+            if request.rows.numel() == 0:
+                continue
+            own = {task: TaskRequest(torch.arange(request.rows.numel(),
+                                                  device=request.rows.device), request.train)}
+            outputs[task] = self.nets[task](images[request.rows], own)[task]
+        return outputs

@@ -1,0 +1,108 @@
+"""The contract between the trainer and a training method.
+
+The trainer calls a scheduler at fixed points and never looks inside it:
+
+    attach(model, optimizer)          once, before training (extra parameters, hooks)
+    gates(epoch)                      which tasks train in `epoch` (k >= 2)
+    step_gates(epoch, step)           the same per step; defaults to the epoch's gates
+    backward(losses, ctx)             combine the per-task losses of a step and run backward
+    after_step(ctx)                   after the optimizer step (methods that re-evaluate)
+    end_epoch(epoch, V)               the epoch's mean loss per task; returns log columns
+
+Epoch 1 is the paper's pass without weight update: the trainer measures every task's loss
+`V[1, t]` and hands it to `end_epoch(1, V)`, so every method can use it (the `w_t` normaliser,
+GradNorm's reference losses, DST's incompleteness). Losses are always dicts keyed by task name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from dstcli.schedulers.options import SchedulerOptions
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    kind: str
+    depth: int
+    labelled: int  # labelled training samples (the paper's c_t)
+
+
+@dataclass
+class StepContext:
+    epoch: int
+    step: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    counts: dict[str, int]  # labelled samples of each task in this batch
+
+
+class Scheduler:
+    """Base class: equal weights, every task on. Subclasses override what they change."""
+
+    # Per-task columns this method adds to epochs.csv, beside the trainer's own.
+    log_columns: ClassVar[tuple[str, ...]] = ("w", "G")
+
+    def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
+        self.options = options
+        self.tasks = list(tasks)
+        self.names = [t.name for t in self.tasks]
+        self.seed = seed
+        self.initial_losses: dict[str, float] = {}
+        self.weights: dict[str, float] = {t: 1.0 for t in self.names}
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Called once before training; methods with parameters of their own add them here."""
+
+    def gates(self, epoch: int) -> dict[str, bool]:
+        return {t: True for t in self.names}
+
+    def step_gates(self, epoch: int, step: int) -> dict[str, bool]:
+        return self.gates(epoch)
+
+    def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
+        """Default: `sum_t w_t L_t` over the tasks present, one backward pass."""
+        total = sum(self.weights[t] * loss for t, loss in losses.items())
+        if isinstance(total, torch.Tensor) and total.requires_grad:
+            total.backward()
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimizer step."""
+
+    def end_epoch(self, epoch: int, losses: dict[str, float]) -> dict[str, dict[str, Any]]:
+        """Take the epoch's mean loss per task; return {task: {column: value}} for the log."""
+        if epoch == 1:
+            self.initial_losses = dict(losses)
+            self.on_initial_losses()
+        gates = self.gates(epoch + 1)
+        return {t: {"w": self.weights[t], "G": int(gates[t])} for t in self.names}
+
+    def on_initial_losses(self) -> None:
+        """V[1] is known; the default sets the `w_t` normaliser if the method has one."""
+        if getattr(self.options, "loss_norm", "none") == "initial":
+            self.weights = initial_loss_weights(self.initial_losses)
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial_losses": self.initial_losses, "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.initial_losses = dict(state["initial_losses"])
+        self.weights = dict(state["weights"])
+
+
+def initial_loss_weights(initial: dict[str, float]) -> dict[str, float]:
+    """`w_t = mean_s V[1,s] / V[1,t]`: every task starts at the same weighted loss.
+
+    A task whose first loss is not positive (nothing to equalise) keeps weight 1.
+    """
+    mean = sum(initial.values()) / len(initial)
+    return {t: (mean / v if v > 0 else 1.0) for t, v in initial.items()}

@@ -1,0 +1,1 @@
+"""One torch-free module per method family: its options dataclass and its registration."""

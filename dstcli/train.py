@@ -1,0 +1,349 @@
+"""The training loop: batches, masked per-task losses, the scheduler, checkpoints and logs.
+
+    dst train --app omniglot --scheduler mtl --data prepared/omniglot --out runs/mtl-s0
+
+Epoch 1 is the paper's pass without weight update: every task's loss is measured (V[1]) and
+nothing is trained. Epochs 2 .. epochs+1 train. After each epoch the run folder gets a
+checkpoint (written atomically, the previous one kept until the new one is whole) and one row
+per task in `epochs.csv`. A run continues with `--resume`, and because each epoch's data order
+and random state derive from the seed and the epoch alone, a resumed run ends exactly where the
+uninterrupted run ends (on CPU).
+
+Left out on purpose here: mixed precision, multi-GPU and mid-epoch checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from dstcli.apps import APPS
+from dstcli.config import TrainConfig
+from dstcli.data.shards import PreparedData, ShardDataset, open_prepared
+from dstcli.errors import DstError
+from dstcli.models.builders import MODELS
+from dstcli.models.multitask import TaskRequest
+from dstcli.models.presets import get_preset
+from dstcli.schedulers import resolve
+from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
+from dstcli.tasks import per_sample_loss
+
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+CHECKPOINT_VERSION = 1
+BASE_COLUMNS = ("epoch", "phase", "task", "loss", "labelled", "seconds")
+
+
+class NonFiniteLoss(DstError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DstError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """A seed for one purpose (an epoch's data order, its gates) from the run's seed."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled batches of one epoch, a function of (seed, epoch) only."""
+    g = torch.Generator().manual_seed(derived_seed(seed, 0, epoch))
+    order = torch.randperm(n, generator=g).tolist()
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def iterate(dataset: ShardDataset, batches: list[list[int]], workers: int, pin: bool
+            ) -> Iterator[dict[str, Any]]:
+    if workers == 0:
+        for b in batches:
+            yield dataset.__getitems__(b)
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=batches, collate_fn=_identity, num_workers=workers,
+        pin_memory=pin, persistent_workers=False,
+    )
+    yield from loader
+
+
+@dataclass
+class Run:
+    """Everything a training run holds, built from a config (fresh or from a checkpoint)."""
+
+    config: TrainConfig
+    data: PreparedData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    device: torch.device
+
+
+def build(config: TrainConfig) -> Run:
+    """Model, optimizer and scheduler for a validated config, seeded from the run's seed."""
+    data = open_prepared(Path(config.data))
+    app = APPS.get(config.app)
+    entry, _ = resolve(config.scheduler)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    weights = Path(config.encoder_weights) if config.encoder_weights else None
+    model = MODELS.get(app.model)(data.tasks, data.image_shape[0], get_preset(config.preset),
+                                  stl=entry.stl, encoder_weights=weights).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in data.tasks]
+    scheduler = entry.load()(config.scheduler_options, infos, config.seed)
+    scheduler.attach(model, optimizer)
+    return Run(config, data, model, optimizer, scheduler, device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def save_checkpoint(run: Run, run_dir: Path, epoch: int) -> None:
+    state = {
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "epoch": epoch,
+        "app": run.config.app,
+        "tasks": [t.to_json() for t in run.data.tasks],
+        "config": run.config.to_json(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": _rng_state(),
+    }
+    tmp = run_dir / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    # Keep the previous checkpoint until the new one is complete on disk.
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    current = run_dir / CHECKPOINT
+    if current.exists():
+        os.replace(current, run_dir / PREVIOUS_CHECKPOINT)
+    os.replace(tmp, current)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - a damaged file falls back to the previous one
+            last_error = e
+            continue
+        if state.get("checkpoint_version") != CHECKPOINT_VERSION:
+            raise DstError(f"{path} has checkpoint version {state.get('checkpoint_version')}, "
+                           f"this dst reads {CHECKPOINT_VERSION}")
+        return state
+    if "last_error" in locals():
+        raise DstError(f"no readable checkpoint in {run_dir} ({last_error})")
+    raise DstError(f"{run_dir} has no {CHECKPOINT}: nothing to resume or evaluate")
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-epoch log
+
+
+class EpochLog:
+    """`epochs.csv`: one row per epoch and task, header written once."""
+
+    def __init__(self, path: Path, extra_columns: tuple[str, ...]):
+        self.path = path
+        self.columns = BASE_COLUMNS + tuple(c for c in extra_columns if c not in BASE_COLUMNS)
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows of epochs after the checkpoint (written before a crash)."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.path)
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# One epoch
+
+
+def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
+              progress: bool = True) -> tuple[dict[str, float], dict[str, int], int]:
+    """Train (epoch >= 2) or only measure (epoch 1) for one pass over the training split.
+
+    Returns each task's mean loss over its labelled samples (V[epoch, t]: the sum over the
+    epoch divided by the labelled count), the labelled counts, and the steps taken.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    config, model, device = run.config, run.model, run.device
+    measuring = epoch == 1
+    torch.manual_seed(derived_seed(config.seed, 1, epoch))
+    tasks = {t.name: t for t in run.data.tasks}
+    sums = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
+    counts = dict.fromkeys(tasks, 0)
+    batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
+    model.train(not measuring)
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True,
+                   disable=not (progress and console.is_terminal))
+    with bar, torch.set_grad_enabled(not measuring):
+        job = bar.add_task(f"epoch {epoch}", total=len(batches))
+        for step, batch in enumerate(iterate(dataset, batches, config.workers,
+                                             device.type == "cuda")):
+            gates = (dict.fromkeys(tasks, False) if measuring
+                     else run.scheduler.step_gates(epoch, step))
+            images = batch["images"].to(device, non_blocking=True)
+            requests, targets = {}, {}
+            for name in tasks:
+                rows = torch.nonzero(batch["Z"][name]).squeeze(1)
+                if rows.numel() == 0:
+                    continue
+                requests[name] = TaskRequest(rows.to(device), gates[name])
+                targets[name] = batch["labels"][name][rows].to(device, non_blocking=True)
+            outputs = model(images, requests)
+
+            losses: dict[str, torch.Tensor] = {}
+            for name, output in outputs.items():
+                per_sample = per_sample_loss(tasks[name], output, targets[name])  # (n,)
+                sums[name] += per_sample.detach().sum().double()
+                counts[name] += per_sample.numel()
+                if requests[name].train:
+                    losses[name] = per_sample.mean()
+            check_finite(sums, epoch, step)
+
+            if not measuring:
+                run.optimizer.zero_grad(set_to_none=True)
+                ctx = StepContext(epoch, step, model, run.optimizer,
+                                  {t: int(r.rows.numel()) for t, r in requests.items()})
+                run.scheduler.backward(losses, ctx)
+                run.optimizer.step()
+                run.scheduler.after_step(ctx)
+            bar.advance(job)
+
+    means = {t: (float(sums[t]) / counts[t] if counts[t] else float("nan")) for t in tasks}
+    return means, counts, len(batches)
+
+
+def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    """Stop at the first non-finite loss, naming the task, the epoch and the step."""
+    stacked = torch.stack(list(sums.values()))
+    if bool(torch.isfinite(stacked).all()):
+        return
+    bad = [t for t, s in sums.items() if not torch.isfinite(s)]
+    raise NonFiniteLoss(
+        f"the loss of task {bad[0]} became {float(sums[bad[0]])} at epoch {epoch}, step {step}"
+        + (f" (also: {', '.join(bad[1:])})" if len(bad) > 1 else "")
+        + "; the last good checkpoint is kept. Lower --lr, or check that task's labels"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def header(tasks: list[str]) -> str:
+    return f"{'epoch':>5} {'phase':<7} {'seconds':>8} {'mean loss':>10} {'tasks on':>8}"
+
+
+def line(epoch: int, phase: str, seconds: float, losses: dict[str, float], on: int,
+         total: int) -> str:
+    finite = [v for v in losses.values() if np.isfinite(v)]
+    mean = sum(finite) / len(finite) if finite else float("nan")
+    return f"{epoch:>5d} {phase:<7} {seconds:>8.1f} {mean:>10.4f} {f'{on}/{total}':>8}"
+
+
+def train(config: TrainConfig, resume: bool = False, console: Console | None = None,
+          progress: bool = True) -> Path:
+    """Run (or continue) a training run; returns the run folder."""
+    console = console or Console(stderr=True)
+    run_dir = Path(config.out)
+    run = build(config)
+    start = 1
+    log = EpochLog(run_dir / "epochs.csv", run.scheduler.log_columns)
+    if resume:
+        state = load_checkpoint(run_dir)
+        restore(run, state)
+        start = state["epoch"] + 1
+        log.truncate_after(state["epoch"])
+        console.print(f"resuming {run_dir} after epoch {state['epoch']}")
+    else:
+        if (run_dir / CHECKPOINT).exists():
+            raise DstError(f"{run_dir} already holds a run; continue it with --resume "
+                           f"{run_dir}, or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if log.path.exists():
+            log.path.unlink()
+        config.save(run_dir / "config.json")
+
+    dataset = ShardDataset(run.data, "train")
+    names = [t.name for t in run.data.tasks]
+    last = config.epochs + 1
+    if start <= last:
+        console.print(header(names))
+    for epoch in range(start, last + 1):
+        began = time.perf_counter()
+        on = len(names) if epoch == 1 else sum(run.scheduler.gates(epoch).values())
+        losses, counts, _ = run_epoch(run, dataset, epoch, console, progress)
+        extra = run.scheduler.end_epoch(epoch, losses)
+        seconds = time.perf_counter() - began
+        save_checkpoint(run, run_dir, epoch)
+        phase = "measure" if epoch == 1 else "train"
+        log.append([{"epoch": epoch, "phase": phase, "task": t, "loss": losses[t],
+                     "labelled": counts[t], "seconds": round(seconds, 3), **extra.get(t, {})}
+                    for t in names])
+        console.print(line(epoch, phase, seconds, losses, on, len(names)))
+    (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2) + "\n")
+    return run_dir
