@@ -37,12 +37,13 @@ from dstcli.models.multitask import TaskRequest
 from dstcli.models.presets import get_preset
 from dstcli.schedulers import resolve
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
-from dstcli.tasks import per_sample_loss
+from dstcli.seeding import DATA_ORDER, PROBE, TORCH_STATE, derived_seed
+from dstcli.tasks import MetricAccumulator, per_sample_loss
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 CHECKPOINT_VERSION = 1
-BASE_COLUMNS = ("epoch", "phase", "task", "loss", "labelled", "seconds")
+BASE_COLUMNS = ("epoch", "phase", "task", "V", "labelled", "measured_on", "seconds")
 
 
 class NonFiniteLoss(DstError):
@@ -57,11 +58,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def derived_seed(seed: int, *parts: int) -> int:
-    """A seed for one purpose (an epoch's data order, its gates) from the run's seed."""
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -70,7 +66,7 @@ def seed_everything(seed: int) -> None:
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """The shuffled batches of one epoch, a function of (seed, epoch) only."""
-    g = torch.Generator().manual_seed(derived_seed(seed, 0, epoch))
+    g = torch.Generator().manual_seed(derived_seed(seed, DATA_ORDER, epoch))
     order = torch.randperm(n, generator=g).tolist()
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -178,6 +174,16 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
 
 
+def write_tasks(run: Run, path: Path) -> None:
+    """The run's tasks as the scheduler saw them (depth d_t, labelled count c_t), so that a
+    run folder can be replayed without its prepared data."""
+    tasks = [{**t.to_json(), "labelled": run.data.labelled_count(t.name)}
+             for t in run.data.tasks]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(tasks, indent=2) + "\n")
+    tmp.replace(path)
+
+
 # ---------------------------------------------------------------------------------------------
 # The per-epoch log
 
@@ -218,23 +224,37 @@ class EpochLog:
 # One epoch
 
 
+@dataclass
+class EpochResult:
+    losses: dict[str, float]  # V[epoch, t]: mean over the task's labelled samples
+    counts: dict[str, int]  # labelled samples the loss was measured on
+    metrics: dict[str, dict[str, float]]  # training-set metrics of the tasks that were computed
+    steps: int
+    probed: tuple[str, ...] = ()  # tasks whose loss came from the probe subset
+
+
 def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
-              progress: bool = True) -> tuple[dict[str, float], dict[str, int], int]:
+              progress: bool = True) -> EpochResult:
     """Train (epoch >= 2) or only measure (epoch 1) for one pass over the training split.
 
-    Returns each task's mean loss over its labelled samples (V[epoch, t]: the sum over the
-    epoch divided by the labelled count), the labelled counts, and the steps taken.
+    V[epoch, t] is the sum of the task's per-sample losses over the epoch divided by its
+    labelled count, not a mean of batch means. With `dropped_loss = "probe"`, a task dropped
+    for the whole epoch is not computed during it and is measured on the probe subset after.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     config, model, device = run.config, run.model, run.device
     measuring = epoch == 1
-    torch.manual_seed(derived_seed(config.seed, 1, epoch))
+    torch.manual_seed(derived_seed(config.seed, TORCH_STATE, epoch))
     tasks = {t.name: t for t in run.data.tasks}
     sums = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
     counts = dict.fromkeys(tasks, 0)
+    metrics = {t: MetricAccumulator(spec) for t, spec in tasks.items()}
     batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
     model.train(not measuring)
+    scheduler = run.scheduler
+    probe = not measuring and scheduler.dropped_loss == "probe"
+    split = not measuring and scheduler.needs_representation
 
     bar = Progress("[progress.description]{task.description}", BarColumn(),
                    MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True,
@@ -244,37 +264,87 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
         for step, batch in enumerate(iterate(dataset, batches, config.workers,
                                              device.type == "cuda")):
             gates = (dict.fromkeys(tasks, False) if measuring
-                     else run.scheduler.step_gates(epoch, step))
+                     else scheduler.step_gates(epoch, step))
             images = batch["images"].to(device, non_blocking=True)
             requests, targets = {}, {}
             for name in tasks:
+                if probe and not gates[name]:
+                    continue
                 rows = torch.nonzero(batch["Z"][name]).squeeze(1)
                 if rows.numel() == 0:
                     continue
                 requests[name] = TaskRequest(rows.to(device), gates[name])
                 targets[name] = batch["labels"][name][rows].to(device, non_blocking=True)
-            outputs = model(images, requests)
+            if split:
+                outputs, representation = model.forward_split(images, requests)
+            else:
+                outputs, representation = model(images, requests), None
 
             losses: dict[str, torch.Tensor] = {}
             for name, output in outputs.items():
                 per_sample = per_sample_loss(tasks[name], output, targets[name])  # (n,)
                 sums[name] += per_sample.detach().sum().double()
                 counts[name] += per_sample.numel()
+                metrics[name].update(output.detach(), targets[name])
                 if requests[name].train:
                     losses[name] = per_sample.mean()
             check_finite(sums, epoch, step)
 
             if not measuring:
+                def reevaluate(images=images, requests=requests, targets=targets):
+                    with torch.no_grad():
+                        again = model(images, requests)
+                    return {t: float(per_sample_loss(tasks[t], o, targets[t]).mean())
+                            for t, o in again.items()}
+
                 run.optimizer.zero_grad(set_to_none=True)
                 ctx = StepContext(epoch, step, model, run.optimizer,
-                                  {t: int(r.rows.numel()) for t, r in requests.items()})
-                run.scheduler.backward(losses, ctx)
+                                  {t: int(r.rows.numel()) for t, r in requests.items()},
+                                  tasks, outputs, targets, representation, reevaluate)
+                scheduler.backward(losses, ctx)
                 run.optimizer.step()
-                run.scheduler.after_step(ctx)
+                scheduler.after_step(ctx)
             bar.advance(job)
 
+    probed: tuple[str, ...] = ()
+    if probe:
+        probed = tuple(t for t in tasks if counts[t] == 0)
+        if probed:
+            probe_losses(run, dataset, probed, sums, counts)
     means = {t: (float(sums[t]) / counts[t] if counts[t] else float("nan")) for t in tasks}
-    return means, counts, len(batches)
+    measured = {t: m.result() for t, m in metrics.items() if m.total}
+    return EpochResult(means, counts, measured, len(batches), probed)
+
+
+PROBE_SAMPLES = 512
+
+
+def probe_indices(n: int, seed: int) -> list[int]:
+    """The fixed probe subset: the same samples every epoch, chosen by the run's seed."""
+    g = torch.Generator().manual_seed(derived_seed(seed, PROBE))
+    return sorted(torch.randperm(n, generator=g)[:min(n, PROBE_SAMPLES)].tolist())
+
+
+def probe_losses(run: Run, dataset: ShardDataset, names: tuple[str, ...],
+                 sums: dict[str, torch.Tensor], counts: dict[str, int]) -> None:
+    """Measure dropped tasks on the probe subset, without gradients, into sums and counts."""
+    tasks = {t.name: t for t in run.data.tasks}
+    indices = probe_indices(len(dataset), run.config.seed)
+    batches = [indices[i:i + run.config.batch_size]
+               for i in range(0, len(indices), run.config.batch_size)]
+    with torch.no_grad():
+        for batch in iterate(dataset, batches, run.config.workers, run.device.type == "cuda"):
+            requests, targets = {}, {}
+            for name in names:
+                rows = torch.nonzero(batch["Z"][name]).squeeze(1)
+                if rows.numel():
+                    requests[name] = TaskRequest(rows.to(run.device), False)
+                    targets[name] = batch["labels"][name][rows].to(run.device)
+            outputs = run.model(batch["images"].to(run.device), requests)
+            for name, output in outputs.items():
+                per_sample = per_sample_loss(tasks[name], output, targets[name])
+                sums[name] += per_sample.sum().double()
+                counts[name] += per_sample.numel()
 
 
 def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
@@ -327,6 +397,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         if log.path.exists():
             log.path.unlink()
         config.save(run_dir / "config.json")
+        write_tasks(run, run_dir / "tasks.json")
 
     dataset = ShardDataset(run.data, "train")
     names = [t.name for t in run.data.tasks]
@@ -336,14 +407,15 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     for epoch in range(start, last + 1):
         began = time.perf_counter()
         on = len(names) if epoch == 1 else sum(run.scheduler.gates(epoch).values())
-        losses, counts, _ = run_epoch(run, dataset, epoch, console, progress)
-        extra = run.scheduler.end_epoch(epoch, losses)
+        result = run_epoch(run, dataset, epoch, console, progress)
+        extra = run.scheduler.end_epoch(epoch, result.losses, result.metrics)
         seconds = time.perf_counter() - began
         save_checkpoint(run, run_dir, epoch)
         phase = "measure" if epoch == 1 else "train"
-        log.append([{"epoch": epoch, "phase": phase, "task": t, "loss": losses[t],
-                     "labelled": counts[t], "seconds": round(seconds, 3), **extra.get(t, {})}
-                    for t in names])
-        console.print(line(epoch, phase, seconds, losses, on, len(names)))
+        log.append([{"epoch": epoch, "phase": phase, "task": t, "V": result.losses[t],
+                     "labelled": result.counts[t], "seconds": round(seconds, 3),
+                     "measured_on": "probe" if t in result.probed else "epoch",
+                     **extra.get(t, {})} for t in names])
+        console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
     (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2) + "\n")
     return run_dir

@@ -25,6 +25,19 @@ class TaskRequest:
     train: bool  # False: measured only, under no_grad
 
 
+@dataclass
+class RepresentationSplit:
+    """The shared representation z cut in two, for methods that edit its gradient.
+
+    `z` keeps the graph to the encoder; the heads read `z_heads`, a leaf copy, so each task's
+    gradient with respect to z can be taken through its head alone (a partial backward) and
+    the combined gradient sent into the encoder with `z.backward(grad)`.
+    """
+
+    z: torch.Tensor  # (B, C, H, W), attached to the encoder
+    z_heads: torch.Tensor  # the same values, a leaf that requires grad
+
+
 class ClassificationHead(nn.Module):
     """Global average pooling, then four fully connected layers (three hidden)."""
 
@@ -81,14 +94,41 @@ class SharedEncoderNet(nn.Module):
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         return list(self.heads[task].parameters())
 
+    def representation_depth(self) -> int | None:
+        """The convolution every head reads, or None when heads branch at several depths."""
+        depths = set(self.branch.values())
+        return depths.pop() if len(depths) == 1 else None
+
+    def last_shared_layer(self) -> nn.Module:
+        """The last layer whose weights every task shares (GradNorm's W)."""
+        return self.encoder.convs[max(self.branch.values()) - 1]
+
     def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
                 ) -> dict[str, torch.Tensor]:
+        return self._run(images, requests, split=False)[0]
+
+    def forward_split(self, images: torch.Tensor, requests: dict[str, TaskRequest]
+                      ) -> tuple[dict[str, torch.Tensor], RepresentationSplit]:
+        """Like forward, with the heads reading a leaf copy of the shared representation."""
+        if self.representation_depth() is None:
+            raise ValueError("the heads branch at several depths: there is no single shared "
+                             "representation")
+        outputs, split = self._run(images, requests, split=True)
+        return outputs, split
+
+    def _run(self, images, requests, split: bool):
         if not requests:
-            return {}
+            return {}, None
         taps = {self.branch[t] for t in requests}
         any_train = any(r.train for r in requests.values())
         with torch.set_grad_enabled(any_train and torch.is_grad_enabled()):
             features = self.encoder(images, taps)
+        rep = None
+        if split:
+            depth = self.representation_depth()
+            z = features[depth]
+            rep = RepresentationSplit(z, z.detach().requires_grad_(z.requires_grad))
+            features = {**features, depth: rep.z_heads}
         outputs = {}
         for task, request in requests.items():
             feats = features[self.branch[task]]
@@ -97,7 +137,7 @@ class SharedEncoderNet(nn.Module):
             else:
                 with torch.no_grad():
                     outputs[task] = self.heads[task](feats.detach()[request.rows])
-        return outputs
+        return outputs, rep
 
 
 class SingleTaskNets(nn.Module):

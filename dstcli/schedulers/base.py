@@ -7,7 +7,9 @@ The trainer calls a scheduler at fixed points and never looks inside it:
     step_gates(epoch, step)           the same per step; defaults to the epoch's gates
     backward(losses, ctx)             combine the per-task losses of a step and run backward
     after_step(ctx)                   after the optimizer step (methods that re-evaluate)
-    end_epoch(epoch, V)               the epoch's mean loss per task; returns log columns
+    end_epoch(epoch, V, metrics)      the epoch's mean loss per task and its training-set
+                                      metrics (the paper derives every method's figures from
+                                      the training set); returns log columns
 
 Epoch 1 is the paper's pass without weight update: the trainer measures every task's loss
 `V[1, t]` and hands it to `end_epoch(1, V)`, so every method can use it (the `w_t` normaliser,
@@ -16,12 +18,14 @@ GradNorm's reference losses, DST's incompleteness). Losses are always dicts keye
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from dstcli.models.multitask import RepresentationSplit
 from dstcli.schedulers.options import SchedulerOptions
 
 
@@ -40,6 +44,13 @@ class StepContext:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     counts: dict[str, int]  # labelled samples of each task in this batch
+    tasks: dict[str, Any] = field(default_factory=dict)  # name -> TaskSpec
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # on the labelled rows
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Set when the scheduler asks for it (`needs_representation`): the shared tensor z.
+    representation: RepresentationSplit | None = None
+    # Re-run the same batch's forward without gradients (FAMO); returns per-task mean losses.
+    reevaluate: Callable[[], dict[str, float]] | None = None
 
 
 class Scheduler:
@@ -47,6 +58,11 @@ class Scheduler:
 
     # Per-task columns this method adds to epochs.csv, beside the trainer's own.
     log_columns: ClassVar[tuple[str, ...]] = ("w", "G")
+    # The trainer cuts the shared representation for this method (GradDrop, MGDA-UB).
+    needs_representation: ClassVar[bool] = False
+    # How a dropped task's loss is measured: "forward" (no_grad in the same pass) or "probe"
+    # (on a fixed subset of the training data at the end of the epoch).
+    dropped_loss: str = "forward"
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         self.options = options
@@ -76,8 +92,11 @@ class Scheduler:
     def after_step(self, ctx: StepContext) -> None:
         """Called after the optimizer step."""
 
-    def end_epoch(self, epoch: int, losses: dict[str, float]) -> dict[str, dict[str, Any]]:
-        """Take the epoch's mean loss per task; return {task: {column: value}} for the log."""
+    def end_epoch(self, epoch: int, losses: dict[str, float],
+                  metrics: dict[str, dict[str, float]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+        """Take the epoch's mean loss per task (and its training-set metrics, each with an
+        `error` in percent); return {task: {column: value}} for the log."""
         if epoch == 1:
             self.initial_losses = dict(losses)
             self.on_initial_losses()
