@@ -410,12 +410,13 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         result = run_epoch(run, dataset, epoch, console, progress)
         extra = run.scheduler.end_epoch(epoch, result.losses, result.metrics)
         seconds = time.perf_counter() - began
-        save_checkpoint(run, run_dir, epoch)
         phase = "measure" if epoch == 1 else "train"
+        # The log first: rows of an epoch whose checkpoint never landed are dropped on resume.
         log.append([{"epoch": epoch, "phase": phase, "task": t, "V": result.losses[t],
                      "labelled": result.counts[t], "seconds": round(seconds, 3),
                      "measured_on": "probe" if t in result.probed else "epoch",
                      **extra.get(t, {})} for t in names])
+        save_checkpoint(run, run_dir, epoch)
         console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
     (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2) + "\n")
     return run_dir

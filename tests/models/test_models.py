@@ -1,0 +1,110 @@
+"""Models: every registered builder at every preset, task depths, weights from a file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dstcli.apps.base import TaskSpec
+from dstcli.errors import DstError
+from dstcli.models.builders import MODELS
+from dstcli.models.multitask import TaskRequest
+from dstcli.models.presets import PRESETS
+from dstcli.models.vgg import CONV_COUNT, VGG16Encoder
+
+TASKS = [TaskSpec("a", "classification", 17, 13, num_classes=3),
+         TaskSpec("b", "classification", 17, 13, num_classes=5)]
+
+
+def all_rows(n: int, train: bool = True) -> dict[str, TaskRequest]:
+    return {t.name: TaskRequest(torch.arange(n), train) for t in TASKS}
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("stl", [False, True])
+def test_every_model_builds_at_every_preset_with_the_papers_depths(name, preset, stl):
+    model = MODELS.get(name)(TASKS, 1, PRESETS[preset], stl=stl)
+    for task in TASKS:
+        assert model.task_depth(task.name) == task.depth
+
+    if preset == "cpu-tiny":
+        h, w = PRESETS[preset].input_size("omniglot")
+        images = torch.randint(0, 256, (4, 1, h, w), dtype=torch.uint8)
+        outputs = model(images, all_rows(4))
+        assert outputs["a"].shape == (4, 3) and outputs["b"].shape == (4, 5)
+
+
+def test_presets_change_only_width():
+    layers = {name: [type(m).__name__ for m in MODELS.get("unilateral-vgg16")(
+        TASKS, 1, preset).modules()] for name, preset in PRESETS.items()}
+    assert layers["cpu-tiny"] == layers["cpu"] == layers["paper"]
+    assert len(VGG16Encoder(3, 0.25).convs) == CONV_COUNT == 13
+    assert VGG16Encoder(3, 1.0).channels == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512,
+                                             512, 512, 512]
+
+
+def test_a_task_that_does_not_train_keeps_no_graph():
+    model = MODELS.get("unilateral-vgg16")(TASKS, 1, PRESETS["cpu-tiny"])
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    requests = {"a": TaskRequest(torch.arange(4), True), "b": TaskRequest(torch.arange(4), False)}
+    outputs = model(images, requests)
+
+    assert outputs["a"].requires_grad and not outputs["b"].requires_grad
+    outputs["a"].sum().backward()
+    assert all(p.grad is None for p in model.heads["b"].parameters())
+    assert all(p.grad is not None for p in model.heads["a"].parameters())
+
+
+def test_stl_networks_are_independent():
+    model = MODELS.get("unilateral-vgg16")(TASKS, 1, PRESETS["cpu-tiny"], stl=True)
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    outputs = model(images, {"a": TaskRequest(torch.arange(2), True)})
+    outputs["a"].sum().backward()
+
+    assert all(p.grad is None for p in model.nets["b"].parameters())
+    assert all(p.grad is not None for p in model.nets["a"].parameters())
+    assert model.shared_parameters() == []
+
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    """A file in torchvision's VGG16 layout (random weights: nothing is downloaded)."""
+    torchvision = pytest.importorskip("torchvision")
+    features = torchvision.models.vgg16(weights=None).features
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    path = tmp_path_factory.mktemp("weights") / "vgg16-397923af.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_imagenet_weights_load_from_a_file(vgg16_file):
+    path, state = vgg16_file
+    rgb = VGG16Encoder(3, 1.0)
+    rgb.load_imagenet(path)
+    assert torch.equal(rgb.convs[0].weight, state["features.0.weight"])
+    assert torch.equal(rgb.convs[12].bias, state["features.28.bias"])
+
+    grey = VGG16Encoder(1, 1.0)
+    grey.load_imagenet(path)
+    expected = state["features.0.weight"].sum(dim=1, keepdim=True)
+    assert torch.allclose(grey.convs[0].weight, expected)
+    image = torch.rand(1, 1, 16, 16)
+    assert torch.allclose(grey.convs[0](image), rgb.convs[0](image.expand(1, 3, 16, 16)),
+                          atol=1e-5)
+
+
+def test_weights_errors_are_clear(vgg16_file, tmp_path):
+    path, _ = vgg16_file
+    with pytest.raises(DstError, match="no such file.*never downloads"):
+        VGG16Encoder(3, 1.0).load_imagenet(tmp_path / "absent.pth")
+    with pytest.raises(DstError, match="--preset paper"):
+        VGG16Encoder(3, 0.25).load_imagenet(path)
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not weights")
+    with pytest.raises(DstError, match="not a PyTorch state dict"):
+        VGG16Encoder(3, 1.0).load_imagenet(junk)
+    partial = tmp_path / "partial.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, partial)
+    with pytest.raises(DstError, match="found 1"):
+        VGG16Encoder(3, 1.0).load_imagenet(partial)
