@@ -37,6 +37,7 @@ class TrainConfig:
     lr: float = 5e-5  # the paper's Adam learning rate
     device: str = "auto"
     workers: int = 0
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     encoder_weights: str | None = None
     version: int = field(default=CONFIG_VERSION)
 
@@ -66,6 +67,9 @@ class TrainConfig:
             found.append(f"--seed {self.seed}: use a seed of 0 or more")
         if self.workers < 0:
             found.append(f"--workers {self.workers}: use 0 (load in the main process) or more")
+        if self.checkpoint_every < 0:
+            found.append(f"--checkpoint-every {self.checkpoint_every}: use 0 (at epoch ends "
+                         "only) or a number of steps")
         if not DEVICE.match(self.device):
             found.append(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.encoder_weights is not None and not Path(self.encoder_weights).is_file():

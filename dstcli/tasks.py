@@ -37,6 +37,12 @@ class MetricAccumulator:
         else:
             raise ValueError(f"no metric for task kind {self.task.kind!r}")
 
+    def state_dict(self) -> dict[str, int]:
+        return {"correct": self.correct, "total": self.total}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.correct, self.total = state["correct"], state["total"]
+
     def result(self) -> dict[str, float]:
         if self.total == 0:
             return {"samples": 0, "accuracy": float("nan"), "error": float("nan")}

@@ -15,9 +15,12 @@ Left out on purpose here: mixed precision, multi-GPU and mid-epoch checkpoints.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,10 +129,14 @@ def _rng_state() -> dict[str, Any]:
             "torch": torch.get_rng_state()}
 
 
-def save_checkpoint(run: Run, run_dir: Path, epoch: int) -> None:
+def save_checkpoint(run: Run, run_dir: Path, epoch: int,
+                    in_epoch: EpochProgress | None = None) -> None:
+    """Write `checkpoint.pt` atomically; `epoch` is the last complete epoch, `in_epoch` how far
+    the next one got (mid-epoch checkpoints). The previous file survives a failed write."""
     state = {
         "checkpoint_version": CHECKPOINT_VERSION,
         "epoch": epoch,
+        "in_epoch": dataclasses.asdict(in_epoch) if in_epoch is not None else None,
         "app": run.config.app,
         "tasks": [t.to_json() for t in run.data.tasks],
         "config": run.config.to_json(),
@@ -139,11 +146,20 @@ def save_checkpoint(run: Run, run_dir: Path, epoch: int) -> None:
         "rng": _rng_state(),
     }
     tmp = run_dir / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    # Keep the previous checkpoint until the new one is complete on disk.
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
     current = run_dir / CHECKPOINT
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = current if current.exists() else None
+        raise DstError(
+            f"could not write {tmp} ({e}); "
+            + (f"{kept} from before is intact: free space and resume with `dst train "
+               f"--resume {run_dir}`" if kept else "no earlier checkpoint exists")
+        ) from e
+    # Keep the previous checkpoint until the new one is complete on disk.
     if current.exists():
         os.replace(current, run_dir / PREVIOUS_CHECKPOINT)
     os.replace(tmp, current)
@@ -172,6 +188,12 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
 
 
 def write_tasks(run: Run, path: Path) -> None:
@@ -233,23 +255,72 @@ class EpochResult:
     probed: tuple[str, ...] = ()  # tasks whose loss came from the probe subset
 
 
+@dataclass
+class EpochProgress:
+    """How far an epoch got: what a mid-epoch checkpoint needs to continue it exactly."""
+
+    epoch: int
+    step: int  # batches completed
+    sums: dict[str, float]
+    counts: dict[str, int]
+    metrics: dict[str, dict[str, Any]]
+
+
+class TrainingInterrupted(DstError):
+    exit_code = 130
+
+
+class _InterruptFlag:
+    """Ctrl-C asks the loop to stop at the next step boundary, where the state is whole."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
-              progress: bool = True) -> EpochResult:
+              progress: bool = True, resume_from: EpochProgress | None = None,
+              on_step: Any = None) -> EpochResult:
     """Train (epoch >= 2) or only measure (epoch 1) for one pass over the training split.
 
     V[epoch, t] is the sum of the task's per-sample losses over the epoch divided by its
     labelled count, not a mean of batch means. With `dropped_loss = "probe"`, a task dropped
     for the whole epoch is not computed during it and is measured on the probe subset after.
+    `resume_from` continues a checkpointed epoch after its completed steps; `on_step(progress)`
+    is called after every step with the epoch's progress so far.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     config, model, device = run.config, run.model, run.device
     measuring = epoch == 1
-    torch.manual_seed(derived_seed(config.seed, TORCH_STATE, epoch))
     tasks = {t.name: t for t in run.data.tasks}
     sums = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
     counts = dict.fromkeys(tasks, 0)
     metrics = {t: MetricAccumulator(spec) for t, spec in tasks.items()}
+    first = 0
+    if resume_from is None:
+        torch.manual_seed(derived_seed(config.seed, TORCH_STATE, epoch))
+    else:
+        # The random state was restored from the checkpoint, as it was after that step.
+        first = resume_from.step
+        for t in tasks:
+            sums[t] += resume_from.sums[t]
+            counts[t] = resume_from.counts[t]
+            metrics[t].load_state_dict(resume_from.metrics[t])
     batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
     model.train(not measuring)
     scheduler = run.scheduler
@@ -260,9 +331,9 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                    MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True,
                    disable=not (progress and console.is_terminal))
     with bar, torch.set_grad_enabled(not measuring):
-        job = bar.add_task(f"epoch {epoch}", total=len(batches))
-        for step, batch in enumerate(iterate(dataset, batches, config.workers,
-                                             device.type == "cuda")):
+        job = bar.add_task(f"epoch {epoch}", total=len(batches), completed=first)
+        for step, batch in enumerate(iterate(dataset, batches[first:], config.workers,
+                                             device.type == "cuda"), start=first):
             gates = (dict.fromkeys(tasks, False) if measuring
                      else scheduler.step_gates(epoch, step))
             images = batch["images"].to(device, non_blocking=True)
@@ -305,6 +376,10 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                 run.optimizer.step()
                 scheduler.after_step(ctx)
             bar.advance(job)
+            if on_step is not None:
+                on_step(EpochProgress(epoch, step + 1, {t: float(v) for t, v in sums.items()},
+                                      dict(counts),
+                                      {t: m.state_dict() for t, m in metrics.items()}))
 
     probed: tuple[str, ...] = ()
     if probe:
@@ -381,14 +456,18 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     console = console or Console(stderr=True)
     run_dir = Path(config.out)
     run = build(config)
-    start = 1
+    start, partial = 1, None
     log = EpochLog(run_dir / "epochs.csv", run.scheduler.log_columns)
     if resume:
         state = load_checkpoint(run_dir)
         restore(run, state)
         start = state["epoch"] + 1
+        if state.get("in_epoch"):
+            partial = EpochProgress(**state["in_epoch"])
+            restore_rng(state)
         log.truncate_after(state["epoch"])
-        console.print(f"resuming {run_dir} after epoch {state['epoch']}")
+        where = f" and {partial.step} steps of epoch {start}" if partial else ""
+        console.print(f"resuming {run_dir} after epoch {state['epoch']}{where}")
     else:
         if (run_dir / CHECKPOINT).exists():
             raise DstError(f"{run_dir} already holds a run; continue it with --resume "
@@ -404,19 +483,33 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     last = config.epochs + 1
     if start <= last:
         console.print(header(names))
-    for epoch in range(start, last + 1):
-        began = time.perf_counter()
-        on = len(names) if epoch == 1 else sum(run.scheduler.gates(epoch).values())
-        result = run_epoch(run, dataset, epoch, console, progress)
-        extra = run.scheduler.end_epoch(epoch, result.losses, result.metrics)
-        seconds = time.perf_counter() - began
-        phase = "measure" if epoch == 1 else "train"
-        # The log first: rows of an epoch whose checkpoint never landed are dropped on resume.
-        log.append([{"epoch": epoch, "phase": phase, "task": t, "V": result.losses[t],
-                     "labelled": result.counts[t], "seconds": round(seconds, 3),
-                     "measured_on": "probe" if t in result.probed else "epoch",
-                     **extra.get(t, {})} for t in names])
-        save_checkpoint(run, run_dir, epoch)
-        console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
+    with _InterruptFlag() as interrupt:
+        for epoch in range(start, last + 1):
+            began = time.perf_counter()
+            on = len(names) if epoch == 1 else sum(run.scheduler.gates(epoch).values())
+
+            def after_step(done: EpochProgress, epoch=epoch) -> None:
+                every = config.checkpoint_every
+                if interrupt.requested:
+                    save_checkpoint(run, run_dir, epoch - 1, done)
+                    raise TrainingInterrupted(
+                        f"interrupted at epoch {epoch}, step {done.step}; the checkpoint is "
+                        f"saved. Resume with: dst train --resume {run_dir}")
+                if every and done.step % every == 0:
+                    save_checkpoint(run, run_dir, epoch - 1, done)
+
+            result = run_epoch(run, dataset, epoch, console, progress,
+                               partial if epoch == start else None, after_step)
+            extra = run.scheduler.end_epoch(epoch, result.losses, result.metrics)
+            seconds = time.perf_counter() - began
+            phase = "measure" if epoch == 1 else "train"
+            # The log first: rows of an epoch whose checkpoint never landed are dropped on
+            # resume.
+            log.append([{"epoch": epoch, "phase": phase, "task": t, "V": result.losses[t],
+                         "labelled": result.counts[t], "seconds": round(seconds, 3),
+                         "measured_on": "probe" if t in result.probed else "epoch",
+                         **extra.get(t, {})} for t in names])
+            save_checkpoint(run, run_dir, epoch)
+            console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
     (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2) + "\n")
     return run_dir

@@ -12,6 +12,7 @@ import typer
 from dstcli import __version__
 from dstcli.cli import evaluate as eval_cmd
 from dstcli.cli import prepare as prepare_cmd
+from dstcli.cli import replay as replay_cmd
 from dstcli.cli import train as train_cmd
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(prepare_cmd.app, name="prepare")
 train_cmd.register(app)
 eval_cmd.register(app)
+replay_cmd.register(app)
 
 
 def _version(value: bool) -> None:

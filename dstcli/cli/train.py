@@ -19,7 +19,7 @@ from dstcli.errors import ConfigError, DstError
 
 # Flags of the command itself; a scheduler option may not take one of these names.
 FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
-         "device", "workers", "encoder_weights", "resume")
+         "device", "workers", "checkpoint_every", "encoder_weights", "resume")
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
@@ -63,6 +63,8 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
         ("device", str | None, opt(None, help="auto (CUDA when present), cpu, cuda or cuda:N. "
                                    "[default: auto]")),
         ("workers", int | None, opt(None, help="Data-loading processes. [default: 0]")),
+        ("checkpoint_every", int | None, opt(None, help="Also checkpoint every N steps "
+                                             "inside an epoch. [default: 0, epoch ends only]")),
         ("encoder_weights", Path | None, opt(None, help="torchvision VGG16 ImageNet weights "
                                              "file to start the encoder from.")),
         ("resume", Path | None, opt(None, help="Continue the run in this folder from its "
@@ -74,13 +76,20 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
                                         default=default, annotation=hint))
         hints[name] = hint
     for name, info in sorted(scheduler_flags().items()):
-        methods = ", ".join(f"{m} (default {d})" for m, d in info["methods"].items())
+        methods = ", ".join(f"{m} (default {_shown(d)})" for m, d in info["methods"].items())
         help_text = f"{info['help']} Scheduler option of: {methods}."
         hint = Annotated[str | None, opt(help=help_text, rich_help_panel="Scheduler options")]
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=hint))
         hints[name] = hint
     return inspect.Signature(params), hints
+
+
+def _shown(default: Any) -> str:
+    """A default as one would type it: tuples comma-separated."""
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default)
+    return str(default)
 
 
 def register(app: typer.Typer) -> None:

@@ -120,9 +120,9 @@ class SharedEncoderNet(nn.Module):
         if not requests:
             return {}, None
         taps = {self.branch[t] for t in requests}
-        any_train = any(r.train for r in requests.values())
-        with torch.set_grad_enabled(any_train and torch.is_grad_enabled()):
-            features = self.encoder(images, taps)
+        trained = [self.branch[t] for t, r in requests.items() if r.train]
+        with torch.set_grad_enabled(bool(trained) and torch.is_grad_enabled()):
+            features = self.encoder(images, taps, grad_upto=max(trained, default=0))
         rep = None
         if split:
             depth = self.representation_depth()

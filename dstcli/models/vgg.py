@@ -59,15 +59,21 @@ class VGG16Encoder(nn.Module):
         """uint8 images, as the shards hold them, to the float input the filters expect."""
         return (images.float() / 255.0 - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor, taps: set[int], upto: int | None = None
+    def forward(self, x: torch.Tensor, taps: set[int], grad_upto: int | None = None
                 ) -> dict[int, torch.Tensor]:
-        """Features after the convolutions in `taps` (1-based), running no deeper than needed."""
-        upto = max(taps) if upto is None else upto
+        """Features after the convolutions in `taps` (1-based), running no deeper than needed.
+
+        Layers past `grad_upto` run without autograd: only tasks that do not train read them,
+        so a graph there would be built for nothing.
+        """
+        upto = max(taps)
+        grad = torch.is_grad_enabled()
         if x.dtype == torch.uint8:
             x = self.normalise(x)
         out: dict[int, torch.Tensor] = {}
         for depth, conv in enumerate(self.convs, start=1):
-            x = self.relu(conv(x))
+            with torch.set_grad_enabled(grad and (grad_upto is None or depth <= grad_upto)):
+                x = self.relu(conv(x))
             if depth in taps:
                 out[depth] = x  # (B, C_depth, H_depth, W_depth)
             if depth == upto:

@@ -122,5 +122,6 @@ class SchedulerEntry:
 
 
 LOSS_NORM_HELP = (
-    "initial: w_t = mean_s V[1,s] / V[1,t] equalises the starting losses (Eq. 17); none: w_t = 1"
+    "initial: w_t = mean_s V[1,s] / V[1,t] equalises the starting losses (Eq. 17); "
+    "none: w_t = 1."
 )

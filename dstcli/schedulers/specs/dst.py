@@ -1,0 +1,142 @@
+"""Options of the dropping methods: `dst` (Dropped Scheduled Task) and `random` (fixed P).
+
+Both switch whole tasks off for an epoch (or a step) by a Bernoulli gate with the task's
+activation probability P; they differ only in where P comes from. torch-free, like every spec,
+so that `dst --help` and `dst replay` stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args, get_origin, get_type_hints
+
+from dstcli.schedulers import register_scheduler
+from dstcli.schedulers.options import LOSS_NORM_HELP, SchedulerOptions, flag_name, opt
+
+LAMBDA_NAMES = ("l_d", "l_c", "l_u", "l_r", "l_b")
+# The same slack the rule itself allows, so a value accepted here is accepted there.
+LAMBDA_SUM_TOLERANCE = 1e-6
+
+DROPPED_LOSS_HELP = (
+    "How a dropped task's loss V is still measured each epoch. forward: in the same pass under "
+    "no_grad (exact, costs that task's forward); probe: on a fixed subset of the training data "
+    "after the epoch (cheaper for deep heads)."
+)
+GATE_EVERY_HELP = (
+    "epoch: one Bernoulli draw per task per epoch, as in the paper; step: a fresh draw every "
+    "step from the epoch's probabilities (beyond the paper)."
+)
+
+
+def _choice_problems(options: SchedulerOptions) -> list[str]:
+    """Literal fields hold one of their choices (parse checks this; direct construction and
+    a hand-edited config.json do not)."""
+    found = []
+    for name, hint in get_type_hints(type(options)).items():
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        value = getattr(options, name)
+        if choices and value not in choices:
+            found.append(f"{flag_name(name)} {value!r}: choose one of {', '.join(choices)}")
+    return found
+
+
+def _unit_interval(value: float, flag: str, meaning: str) -> list[str]:
+    if isinstance(value, int | float) and 0.0 <= value <= 1.0:
+        return []
+    return [f"{flag} {value!r}: {meaning} must be a number in [0, 1]"]
+
+
+@register_scheduler(
+    "dst",
+    impl="dstcli.schedulers.dst:DSTScheduler",
+    summary="Dropped Scheduled Task: each task trains in an epoch with a probability from its "
+            "depth, labels, incompleteness and stagnation",
+)
+@dataclass(frozen=True)
+class DSTOptions(SchedulerOptions):
+    lambdas: tuple[float, ...] = opt(
+        (0.2, 0.2, 0.2, 0.2, 0.2),
+        "Weights of the metrics in P, in the order l_d,l_c,l_u,l_r,l_b (depth, labelled count, "
+        "incompleteness, stagnation, regulariser): 5 values in [0,1] summing to 1.",
+    )
+    beta: float = opt(0.1, "Discount of the moving average R' of the loss decrease, in [0,1]; "
+                           "larger follows recent epochs more.")
+    loss_norm: Literal["initial", "none"] = opt("initial", LOSS_NORM_HELP)
+    dropped_loss: Literal["forward", "probe"] = opt("forward", DROPPED_LOSS_HELP)
+    gate_every: Literal["epoch", "step"] = opt("epoch", GATE_EVERY_HELP)
+    count_metric: Literal["ratio", "inverse"] = opt(
+        "ratio", "P_c of a task. ratio: c_t / max(c) (docs/dst-spec.md); inverse: min(c) / c_t, "
+                 "the paper's Eq. 22 ablation that favours tasks with few labels.",
+    )
+
+    def problems(self) -> list[str]:
+        return lambda_problems(self.lambdas) + _unit_interval(
+            self.beta, "--beta", "the discount of R'") + _choice_problems(self)
+
+
+def lambda_problems(lambdas: Sequence[float]) -> list[str]:
+    """What is wrong with a --lambdas value; empty when it is 5 weights in [0, 1] summing to 1."""
+    given = ",".join(str(x) for x in lambdas)
+    names = ",".join(LAMBDA_NAMES)
+    if len(lambdas) != len(LAMBDA_NAMES):
+        return [f"--lambdas {given}: give {len(LAMBDA_NAMES)} weights ({names}), got "
+                f"{len(lambdas)}; e.g. --lambdas 0.2,0.2,0.2,0.2,0.2"]
+    outside = [f"{n}={x}" for n, x in zip(LAMBDA_NAMES, lambdas, strict=True)
+               if not 0.0 <= x <= 1.0]
+    if outside:
+        return [f"--lambdas {given}: every weight must lie in [0, 1]; "
+                f"out of range: {', '.join(outside)}"]
+    total = math.fsum(lambdas)
+    if abs(total - 1.0) > LAMBDA_SUM_TOLERANCE:
+        return [f"--lambdas {given}: the weights must sum to 1 (they sum to {total:g}), so that "
+                "P stays a probability; scale them, e.g. --lambdas 0.2,0.2,0.2,0.2,0.2"]
+    return []
+
+
+@register_scheduler(
+    "random",
+    impl="dstcli.schedulers.dst:RandomDrop",
+    summary="Random task drop: every task trains in an epoch with the same fixed probability",
+    variants={"random-0.5": {"p": 0.5}, "random-0.75": {"p": 0.75}},
+)
+@dataclass(frozen=True)
+class RandomDropOptions(SchedulerOptions):
+    p: float = opt(0.5, "Activation probability of every task, in [0,1]; 1 trains every task "
+                        "every epoch (MTL with the same normaliser).")
+    loss_norm: Literal["initial", "none"] = opt("initial", LOSS_NORM_HELP)
+    dropped_loss: Literal["forward", "probe"] = opt("forward", DROPPED_LOSS_HELP)
+    gate_every: Literal["epoch", "step"] = opt("epoch", GATE_EVERY_HELP)
+
+    def problems(self) -> list[str]:
+        return _unit_interval(self.p, "--p", "the activation probability") + _choice_problems(
+            self)
+
+
+def carry_forward_missing(losses: Sequence[Sequence[float]], tasks: Sequence[str]
+                          ) -> list[list[float]]:
+    """The loss history with each missing V[k, t] (NaN) replaced by the task's previous value.
+
+    A task dropped with `--dropped-loss probe` whose probe subset holds none of its labelled
+    samples has no loss for that epoch. Carrying the last value forward reads as "no news":
+    the task's incompleteness stays put and its decrease that epoch is 0, instead of one NaN
+    making every task's P undefined (the means in P_u and P_r run over all tasks). It lives
+    here, torch-free, so that the scheduler and `dst replay` apply the same rule.
+
+    Raises ValueError when V[1, t] itself is missing: nothing precedes it.
+    """
+    filled: list[list[float]] = []
+    for k, row in enumerate(losses):
+        if len(row) != len(tasks):
+            raise ValueError(f"epoch {k + 1} has {len(row)} losses for {len(tasks)} tasks")
+        current = []
+        for t, v in enumerate(row):
+            if math.isnan(v):
+                if not filled:
+                    raise ValueError(f"task {tasks[t]} has no loss in epoch 1 (no labelled "
+                                     "sample was measured), so DST has no V[1] to start from")
+                v = filled[-1][t]
+            current.append(float(v))
+        filled.append(current)
+    return filled
