@@ -75,6 +75,8 @@ class TrainConfig:
         if self.encoder_weights is not None and not Path(self.encoder_weights).is_file():
             found.append(f"--encoder-weights {self.encoder_weights}: no such file; dst never "
                          "downloads weights, pass the path of torchvision's VGG16 file")
+        if self.scheduler_options is not None:
+            found += self.scheduler_options.problems()
         found += self._data_problems()
         return found
 

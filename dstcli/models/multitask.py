@@ -100,8 +100,9 @@ class SharedEncoderNet(nn.Module):
         return depths.pop() if len(depths) == 1 else None
 
     def last_shared_layer(self) -> nn.Module:
-        """The last layer whose weights every task shares (GradNorm's W)."""
-        return self.encoder.convs[max(self.branch.values()) - 1]
+        """The last layer whose weights every task shares (GradNorm's W): the convolution
+        before the shallowest branch point, since the deeper ones serve only some tasks."""
+        return self.encoder.convs[min(self.branch.values()) - 1]
 
     def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
                 ) -> dict[str, torch.Tensor]:

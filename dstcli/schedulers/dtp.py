@@ -1,0 +1,108 @@
+"""Dynamic Task Prioritization (Guo, Haque, Huang, Yeung, Fei-Fei, ECCV 2018).
+
+Each task has a key performance indicator `kappa_t` in [0, 1] (higher is better), measured on
+every training batch and smoothed by a moving average `k_t <- a kappa_t + (1 - a) k_t` (a =
+--kpi-ema, the weight of the newest value; the first KPI initialises it). The focal weight
+
+    w_t = -(1 - k_t)^gamma log k_t,  k_t clipped to [0.01, 0.99]
+
+favours the tasks that perform worst; the loss is `sum_t sg[w_t] L_t`, unnormalised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from dstcli.errors import DstError
+from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
+from dstcli.schedulers.specs.weighting import DTPOptions
+from dstcli.schedulers.weighting_tools import AppliedWeights, present_tasks
+
+KPI_MIN, KPI_MAX = 0.01, 0.99  # log 0 is infinite; a KPI of 1 would give weight 0
+
+
+def top1_accuracy(output: torch.Tensor, target: torch.Tensor) -> float:
+    """The share of the batch's labelled rows whose highest score is the label."""
+    return float((output.argmax(dim=1) == target).float().mean())
+
+
+# The KPI of each task kind, computed on a training batch's labelled rows.
+KPIS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
+    "classification": top1_accuracy,
+}
+
+# What the kinds still to come will use (docs/schedulers/weighting.md has the details).
+PLANNED_KPIS = {
+    "landmarks": "fraction of landmarks whose normalised error is below 0.05 (PCK-style)",
+    "pose": "fraction of samples within a few degrees, or max(eps, 1 - MAE / MAE_ref)",
+    "denoise": "max(eps, 1 - MSE / MSE of the noisy input)",
+    "segmentation": "mIoU or pixel accuracy of the batch",
+    "contrastive": "1 - EER per epoch on validation, or batch accuracy on pair labels",
+}
+
+
+def kpi_function(kind: str, task: str) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """The KPI of a task kind, or a clear error for a kind that has none yet."""
+    if kind in KPIS:
+        return KPIS[kind]
+    planned = PLANNED_KPIS.get(kind)
+    raise DstError(f"dtp has no KPI for task kind {kind!r} (task {task}) yet"
+                   + (f"; planned: {planned}" if planned else "")
+                   + ". Choose another --scheduler for this app")
+
+
+def focal_weight(kpi: float, gamma: float) -> float:
+    """-(1 - k)^gamma log k, with k clipped to [KPI_MIN, KPI_MAX]."""
+    k = min(max(kpi, KPI_MIN), KPI_MAX)
+    return -((1.0 - k) ** gamma) * math.log(k)
+
+
+class DTP(Scheduler):
+    """One backward per step, weights from the batch KPIs."""
+
+    log_columns: ClassVar[tuple[str, ...]] = ("w", "G", "kpi")
+
+    def __init__(self, options: DTPOptions, tasks: list[TaskInfo], seed: int):
+        super().__init__(options, tasks, seed)
+        # Fail when the run starts, not at its first step, for a kind without a KPI.
+        self.kpis = {t.name: kpi_function(t.kind, t.name) for t in self.tasks}
+        self.kpi: dict[str, float] = {}  # the moving average, unclipped
+        self.applied = AppliedWeights(self.names)
+
+    def update_kpi(self, task: str, value: float) -> float:
+        a = self.options.kpi_ema
+        self.kpi[task] = value if task not in self.kpi else a * value + (1 - a) * self.kpi[task]
+        return self.kpi[task]
+
+    def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
+        present = present_tasks(self.names, losses)
+        if not present:
+            return
+
+        weights = {}
+        for t in present:
+            value = self.kpis[t](ctx.outputs[t].detach(), ctx.targets[t])
+            weights[t] = focal_weight(self.update_kpi(t, value), self.options.gamma)
+        self.weights.update(weights)
+        self.applied.add(weights)
+        super().backward({t: losses[t] for t in present}, ctx)
+
+    def end_epoch(self, epoch: int, losses: dict[str, float],
+                  metrics: dict[str, dict[str, float]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+        out = super().end_epoch(epoch, losses, metrics)
+        for t, w in self.applied.means(self.weights).items():
+            out[t]["w"] = w
+            out[t]["kpi"] = self.kpi.get(t, float("nan"))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "kpi": dict(self.kpi)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.kpi = dict(state.get("kpi", {}))

@@ -1,0 +1,51 @@
+"""Small pieces the loss-weighting methods share: which tasks a step trains, learned scalars per
+task, and the mean weight a task got over an epoch (for the log)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def present_tasks(names: list[str], losses: dict[str, torch.Tensor]) -> list[str]:
+    """The tasks this step trains, in task order: those with a loss that carries a gradient.
+
+    A task with no labelled row in the batch has no loss at all, so it takes no part in any
+    weight or normalisation of the step.
+    """
+    return [t for t in names if t in losses and losses[t].requires_grad]
+
+
+def scalar_parameters(values: dict[str, float], device: torch.device) -> dict[str, nn.Parameter]:
+    """One 0-d parameter per task.
+
+    Separate tensors rather than one vector: the trainer clears gradients to None, and Adam
+    skips a parameter without a gradient, so a task absent from a batch keeps its value and
+    its moment estimates instead of drifting on momentum.
+    """
+    return {t: nn.Parameter(torch.tensor(float(v), device=device)) for t, v in values.items()}
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class AppliedWeights:
+    """Running mean of each task's weight over the steps of one epoch that trained it."""
+
+    def __init__(self, names: list[str]):
+        self.sums = dict.fromkeys(names, 0.0)
+        self.steps = dict.fromkeys(names, 0)
+
+    def add(self, weights: dict[str, float]) -> None:
+        for t, w in weights.items():
+            self.sums[t] += w
+            self.steps[t] += 1
+
+    def means(self, fallback: dict[str, float]) -> dict[str, float]:
+        """The epoch's means, then a fresh start; a task never trained gets its fallback."""
+        out = {t: (self.sums[t] / self.steps[t] if self.steps[t] else fallback[t])
+               for t in self.sums}
+        self.sums = dict.fromkeys(self.sums, 0.0)
+        self.steps = dict.fromkeys(self.steps, 0)
+        return out
