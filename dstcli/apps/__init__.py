@@ -15,7 +15,17 @@ def register_app(cls: type[App]) -> type[App]:
     return cls
 
 
-# Registration happens on import; keep this list to the app modules.
-from dstcli.apps import omniglot  # noqa: E402, F401
+
+def _import_apps() -> None:
+    """Every module of this package registers its app on import."""
+    import importlib
+    import pkgutil
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        if module != "base":
+            importlib.import_module(f"{__name__}.{module}")
+
+
+_import_apps()
 
 __all__ = ["APPS", "App", "TaskSpec", "register_app"]

@@ -1,4 +1,4 @@
-"""`dst prepare APP`: raw data in its published layout -> shards + manifest.json."""
+"""`dst prepare omniglot`: the official zips or folders -> shards."""
 
 from __future__ import annotations
 
@@ -6,20 +6,8 @@ from pathlib import Path
 
 import typer
 
-from dstcli.cli.common import err, out, user_errors
-
-app = typer.Typer(help="Turn raw data in its published layout into HDF5 shards.",
-                  no_args_is_help=True)
-
-
-def _report(manifest: dict, out_dir: Path) -> None:
-    splits = manifest["splits"]
-    out.print(f"wrote {out_dir}: {len(manifest['tasks'])} tasks, "
-              f"{splits['train']['samples']} train and {splits['test']['samples']} test samples, "
-              f"{manifest['image']['height']}x{manifest['image']['width']} "
-              f"(preset {manifest['image']['preset']})")
-    for w in manifest["warnings"]:
-        err.print(f"[yellow]warning:[/] {w}")
+from dstcli.cli.common import user_errors
+from dstcli.cli.prepare import app, report
 
 
 @app.command("omniglot")
@@ -41,4 +29,4 @@ def omniglot(
 
     get_preset(preset)
     manifest = APPS.get("omniglot").prepare(raw, out_dir, preset, force=force, seed=seed)
-    _report(manifest, out_dir)
+    report(manifest, out_dir)
