@@ -6,8 +6,14 @@ This module is torch-free so that the CLI can list apps and tasks without import
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Task kinds the losses and metrics know (dstcli.tasks); an app picks one per task.
-TASK_KINDS = ("classification",)
+# Task kinds the losses, heads and metrics know (dstcli.tasks, dstcli.models); an app picks one
+# per task. What `labels/<task>` holds in the shards for each kind:
+#   classification  int64 ()            class index, -1 where unlabelled
+#   landmarks       float32 (L, 3)      x, y in [0, 1] of the network input (x right, y down)
+#                                       and visibility (1 visible, 0 not: the p_j of Eq. 14)
+#   pose            float32 (3,)        roll, pitch, yaw in radians
+#   denoise         uint8 (C, H, W)     the clean image; the input is its noisy copy
+TASK_KINDS = ("classification", "landmarks", "pose", "denoise")
 
 
 @dataclass(frozen=True)
@@ -19,8 +25,11 @@ class TaskSpec:
     depth: int  # layers from the input to the task's output (the paper's d_t)
     branch: int  # the encoder convolution (1..13) the task's head reads
     num_classes: int | None = None  # classification only
-    output_shape: tuple[int, ...] = ()  # regression and dense tasks
+    output_shape: tuple[int, ...] = ()  # regression and dense tasks: the network's output
     class_names: tuple[str, ...] = field(default=(), repr=False)
+    # The metric's divisor where a kind needs one: landmarks, the face-box width in units of
+    # the input width (normalised mean error); pose, pi (angle error as a share of pi).
+    scale: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
