@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from dstcli.apps.base import TaskSpec
+from dstcli.models.heads import build_head
 from dstcli.models.vgg import VGG16Encoder
-
-HEAD_LAYERS = 4  # weight layers in a classification head: branch depth + 4 = the task's depth
 
 
 @dataclass(frozen=True)
@@ -36,41 +35,6 @@ class RepresentationSplit:
 
     z: torch.Tensor  # (B, C, H, W), attached to the encoder
     z_heads: torch.Tensor  # the same values, a leaf that requires grad
-
-
-class ClassificationHead(nn.Module):
-    """Global average pooling, then four fully connected layers (three hidden)."""
-
-    def __init__(self, in_channels: int, num_classes: int, hidden: int):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        linears = [m for m in self.layers if isinstance(m, nn.Linear)]
-        for layer in linears:
-            # He initialisation keeps the signal's scale through the ReLU layers, so the
-            # encoder gets a usable gradient from the first step even without pretraining.
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-        nn.init.normal_(linears[-1].weight, std=0.01)  # start from near-uniform predictions
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.pool(features))  # (n, num_classes)
-
-    @property
-    def depth(self) -> int:
-        return sum(isinstance(m, nn.Linear) for m in self.layers)
-
-
-def build_head(task: TaskSpec, in_channels: int, width: float) -> nn.Module:
-    if task.kind == "classification":
-        return ClassificationHead(in_channels, task.num_classes, max(16, round(256 * width)))
-    raise ValueError(f"no head for task kind {task.kind!r} (task {task.name})")
 
 
 class SharedEncoderNet(nn.Module):

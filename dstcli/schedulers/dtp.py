@@ -17,35 +17,57 @@ from typing import Any, ClassVar
 
 import torch
 
+from dstcli.apps.base import TaskSpec
 from dstcli.errors import DstError
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
 from dstcli.schedulers.specs.weighting import DTPOptions
 from dstcli.schedulers.weighting_tools import AppliedWeights, present_tasks
+from dstcli.tasks import batch_error
 
 KPI_MIN, KPI_MAX = 0.01, 0.99  # log 0 is infinite; a KPI of 1 would give weight 0
 
 
-def top1_accuracy(output: torch.Tensor, target: torch.Tensor) -> float:
+def top1_accuracy(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
     """The share of the batch's labelled rows whose highest score is the label."""
     return float((output.argmax(dim=1) == target).float().mean())
 
 
+def landmark_pck(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
+    """The share of visible landmarks within 5% of the face-box width (PCK at 0.05)."""
+    visible = target[..., 2] > 0  # (n, L)
+    distance = torch.linalg.vector_norm(output.float() - target[..., :2].float(), dim=-1)
+    hits = (distance / task.scale < 0.05) & visible
+    return float(hits.sum()) / max(1, int(visible.sum()))
+
+
+def pose_within(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
+    """The share of faces whose three angles are all within 10 degrees."""
+    error = (output.float() - target.float()).abs().amax(dim=1)  # (n,)
+    return float((error < math.radians(10)).float().mean())
+
+
+def denoise_fidelity(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - RMSE on [0, 1] pixels: 1 for a perfect clean image."""
+    return max(0.0, 1.0 - batch_error(task, output, target) / 100.0)
+
+
 # The KPI of each task kind, computed on a training batch's labelled rows.
-KPIS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
+KPIS: dict[str, Callable[[TaskSpec, torch.Tensor, torch.Tensor], float]] = {
     "classification": top1_accuracy,
+    "landmarks": landmark_pck,
+    "pose": pose_within,
+    "denoise": denoise_fidelity,
 }
 
 # What the kinds still to come will use (docs/schedulers/weighting.md has the details).
 PLANNED_KPIS = {
-    "landmarks": "fraction of landmarks whose normalised error is below 0.05 (PCK-style)",
-    "pose": "fraction of samples within a few degrees, or max(eps, 1 - MAE / MAE_ref)",
-    "denoise": "max(eps, 1 - MSE / MSE of the noisy input)",
     "segmentation": "mIoU or pixel accuracy of the batch",
     "contrastive": "1 - EER per epoch on validation, or batch accuracy on pair labels",
 }
 
 
-def kpi_function(kind: str, task: str) -> Callable[[torch.Tensor, torch.Tensor], float]:
+def kpi_function(kind: str, task: str
+                 ) -> Callable[[TaskSpec, torch.Tensor, torch.Tensor], float]:
     """The KPI of a task kind, or a clear error for a kind that has none yet."""
     if kind in KPIS:
         return KPIS[kind]
@@ -85,7 +107,7 @@ class DTP(Scheduler):
 
         weights = {}
         for t in present:
-            value = self.kpis[t](ctx.outputs[t].detach(), ctx.targets[t])
+            value = self.kpis[t](ctx.tasks[t], ctx.outputs[t].detach(), ctx.targets[t])
             weights[t] = focal_weight(self.update_kpi(t, value), self.options.gamma)
         self.weights.update(weights)
         self.applied.add(weights)

@@ -13,6 +13,7 @@ import torch
 from helpers import tiny_config
 from torch import nn
 
+from dstcli.apps.base import TaskSpec
 from dstcli.errors import ConfigError, DstError
 from dstcli.schedulers import SCHEDULERS, resolve
 from dstcli.schedulers.base import StepContext, TaskInfo
@@ -202,23 +203,25 @@ def test_dtp_kpi_average_starts_at_the_first_kpi():
     scheduler = make("dtp", {"gamma": "1", "kpi_ema": "0.5"}, names=["a"])
     right = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
     target = torch.tensor([0, 1])
+    tasks = {"a": TaskSpec("a", "classification", 17, 13, num_classes=2)}
 
     # Batch accuracy 1: the average starts there (clipped to 0.99 for the weight).
     scheduler.backward(fabricated({"a": 1.0}),
-                       ctx_for(2, 0, outputs={"a": right}, targets={"a": target}))
+                       ctx_for(2, 0, outputs={"a": right}, targets={"a": target}, tasks=tasks))
     assert scheduler.kpi["a"] == 1.0
     assert scheduler.weights["a"] == pytest.approx(-0.01 * math.log(0.99))
     # Accuracy 0 next: 0.5 * 0 + 0.5 * 1 = 1/2, weight -(1/2) log(1/2).
     scheduler.backward(fabricated({"a": 1.0}),
-                       ctx_for(2, 1, outputs={"a": right}, targets={"a": 1 - target}))
+                       ctx_for(2, 1, outputs={"a": right}, targets={"a": 1 - target},
+                               tasks=tasks))
     assert scheduler.kpi["a"] == pytest.approx(0.5)
     assert scheduler.weights["a"] == pytest.approx(0.5 * math.log(2))
 
 
 def test_dtp_names_a_task_kind_without_a_kpi():
     entry = SCHEDULERS.get("dtp")
-    with pytest.raises(DstError, match="landmarks.*planned"):
-        entry.load()(entry.options(), infos(["lm"], kind="landmarks"), 0)
+    with pytest.raises(DstError, match="segmentation.*planned"):
+        entry.load()(entry.options(), infos(["mask"], kind="segmentation"), 0)
 
 
 # --- Adaptive Scheduling ----------------------------------------------------------------------
