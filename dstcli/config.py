@@ -94,7 +94,7 @@ class TrainConfig:
                          f"{self.app!r}; pass --app {data.app} or other data")
         if self.preset in PRESETS and self.app in PRESETS[self.preset].sizes:
             want = PRESETS[self.preset].sizes[self.app]
-            have = data.image_shape[1:]
+            have = data.input_size
             if tuple(want) != tuple(have):
                 found.append(
                     f"--preset {self.preset} trains at {want[0]}x{want[1]} but --data holds "

@@ -111,7 +111,7 @@ def build(config: TrainConfig) -> Run:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     weights = Path(config.encoder_weights) if config.encoder_weights else None
-    model = MODELS.get(app.model)(data.tasks, data.image_shape[0], get_preset(config.preset),
+    model = MODELS.get(app.model)(data.tasks, data.channels, get_preset(config.preset),
                                   stl=entry.stl, encoder_weights=weights).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in data.tasks]

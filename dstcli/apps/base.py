@@ -13,7 +13,9 @@ from typing import Any
 #                                       and visibility (1 visible, 0 not: the p_j of Eq. 14)
 #   pose            float32 (3,)        roll, pitch, yaw in radians
 #   denoise         uint8 (C, H, W)     the clean image; the input is its noisy copy
-TASK_KINDS = ("classification", "landmarks", "pose", "denoise")
+#   segmentation    uint8 (H, W)        the foreground mask, 1 inside
+#   contrastive     float32 ()          1 for a genuine pair, 0 for an impostor (Eq. 20)
+TASK_KINDS = ("classification", "landmarks", "pose", "denoise", "segmentation", "contrastive")
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,15 @@ class TaskSpec:
     # The metric's divisor where a kind needs one: landmarks, the face-box width in units of
     # the input width (normalised mean error); pose, pi (angle error as a share of pi).
     scale: float = 1.0
+    # The images of a sample the task reads: (0,) for single-image apps; in a pair app,
+    # (0,) the fingerprint, (1,) the latent, (0, 1) both (matching).
+    inputs: tuple[int, ...] = (0,)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["output_shape"] = list(self.output_shape)
         out["class_names"] = list(self.class_names)
+        out["inputs"] = list(self.inputs)
         return out
 
     @classmethod
@@ -42,6 +48,7 @@ class TaskSpec:
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         fields["output_shape"] = tuple(fields.get("output_shape", ()))
         fields["class_names"] = tuple(fields.get("class_names", ()))
+        fields["inputs"] = tuple(fields.get("inputs", (0,)))
         return cls(**fields)
 
 

@@ -3,7 +3,8 @@
 A prepared folder holds `train-NNNNN.h5` and `test-NNNNN.h5` shards and a `manifest.json`
 written last. Each shard stores:
 
-    images            (N, C, H, W) uint8, chunked by a few samples for random access
+    images            (N, C, H, W) uint8, chunked by a few samples for random access;
+                      (N, P, C, H, W) for apps whose samples are P images (fingerprint pairs)
     labels/<task>     (N, *label_shape) the task's target (class index -1 where unlabelled)
     Z/<task>          (N,) uint8 label mask, 1 = labelled (the paper's Z)
     sample_id         (N,) variable-length UTF-8, where the sample came from
@@ -107,11 +108,11 @@ class _SplitWriter:
         self._close_current()
         name = f"{self.split}-{len(self.shards):05d}.h5"
         f = h5py.File(self.owner.tmp_dir / name, "w")
-        c, h, w = self.owner.image_shape
-        chunk = max(1, min(self.owner.shard_samples, CHUNK_BYTES // (c * h * w)))
+        shape = self.owner.image_shape
+        chunk = max(1, min(self.owner.shard_samples, CHUNK_BYTES // self.owner.sample_bytes))
         f.create_dataset(
-            "images", (0, c, h, w), maxshape=(None, c, h, w), dtype="uint8",
-            chunks=(chunk, c, h, w),
+            "images", (0, *shape), maxshape=(None, *shape), dtype="uint8",
+            chunks=(chunk, *shape),
         )
         for task in self.owner.tasks:
             shape, dtype = self.owner.label_layout[task.name]
@@ -185,9 +186,13 @@ class DatasetWriter:
         self.preset = preset
         self.force = force
         self.warnings: list[str] = []
-        self.label_layout = label_layout or {t.name: ((), "int64") for t in self.tasks}
-        c, h, w = self.image_shape
-        self.shard_samples = max(1, max_shard_bytes // (c * h * w))
+        self.label_layout = {t.name: ((), "int64") for t in self.tasks}
+        self.label_layout.update(label_layout or {})
+        if len(self.image_shape) not in (3, 4):
+            raise ValueError(f"image_shape must be (C, H, W) or (P, C, H, W), got "
+                             f"{self.image_shape}")
+        self.sample_bytes = int(np.prod(self.image_shape))
+        self.shard_samples = max(1, max_shard_bytes // self.sample_bytes)
         if self.out_dir.exists() and not force:
             what = "a prepared dataset" if (self.out_dir / MANIFEST).exists() else "a folder"
             raise DataError(
@@ -236,14 +241,14 @@ class DatasetWriter:
             shape, dtype = self.label_layout[t.name]
             entry["label"] = {"shape": list(shape), "dtype": dtype}
             tasks.append(entry)
-        c, h, w = self.image_shape
+        *pair, c, h, w = self.image_shape
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "app": self.app,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "dst_version": __version__,
-            "image": {"channels": c, "height": h, "width": w, "dtype": "uint8",
-                      "preset": self.preset},
+            "image": {"inputs": pair[0] if pair else 1, "channels": c, "height": h, "width": w,
+                      "dtype": "uint8", "preset": self.preset},
             "tasks": tasks,
             "splits": {s: {k: v for k, v in splits[s].items() if k != "labelled"}
                        for s in SPLITS},
@@ -306,9 +311,24 @@ class PreparedData:
         raise KeyError(task)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
+    def inputs(self) -> int:
+        """Images per sample: 1, or 2 for a bilateral app's pairs."""
+        return int(self.manifest["image"].get("inputs", 1))
+
+    @property
+    def channels(self) -> int:
+        return int(self.manifest["image"]["channels"])
+
+    @property
+    def input_size(self) -> tuple[int, int]:
         im = self.manifest["image"]
-        return im["channels"], im["height"], im["width"]
+        return int(im["height"]), int(im["width"])
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One sample's images as stored: (C, H, W), or (P, C, H, W) for P inputs."""
+        single = (self.channels, *self.input_size)
+        return single if self.inputs == 1 else (self.inputs, *single)
 
     def shard_paths(self, split: str) -> list[Path]:
         return [self.root / s["file"] for s in self.manifest["splits"][split]["shards"]]
@@ -401,8 +421,7 @@ class ShardDataset:
             raise IndexError(f"sample index out of range 0..{len(self) - 1}")
         files = self._handles()
         shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
-        c, h, w = self.data.image_shape
-        images = np.empty((len(indices), c, h, w), dtype=np.uint8)
+        images = np.empty((len(indices), *self.data.image_shape), dtype=np.uint8)
         labels: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         for s in np.unique(shard_of):

@@ -57,8 +57,8 @@ def test_manifest_and_root_attributes_describe_the_data(tmp_path):
     assert on_disk == manifest
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["protocol"] == {"seed": 3}
-    assert manifest["image"] == {"channels": 1, "height": 8, "width": 8, "dtype": "uint8",
-                                 "preset": "cpu-tiny"}
+    assert manifest["image"] == {"inputs": 1, "channels": 1, "height": 8, "width": 8,
+                                 "dtype": "uint8", "preset": "cpu-tiny"}
     a = next(t for t in manifest["tasks"] if t["name"] == "a")
     assert a["labelled"] == {"train": 15, "test": 4}
     assert a["depth"] == 17 and a["num_classes"] == 3 and a["kind"] == "classification"
@@ -112,3 +112,18 @@ def test_reader_refuses_another_schema_version(tmp_path):
     path.write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="schema version 99"):
         open_prepared(tmp_path / "d")
+
+
+def test_pair_samples_keep_both_images(tmp_path):
+    with DatasetWriter(tmp_path / "pairs", "omniglot", TASKS, (2, 1, 8, 8), {}, [],
+                       "cpu-tiny") as writer:
+        images = np.arange(3 * 2 * 64, dtype=np.uint8).reshape(3, 2, 1, 8, 8)
+        labels = {"a": np.zeros(3, np.int64), "b": np.zeros(3, np.int64)}
+        masks = {"a": np.ones(3, np.uint8), "b": np.ones(3, np.uint8)}
+        writer.split("train").append(images, labels, masks, ["p0", "p1", "p2"])
+        manifest = writer.commit()
+
+    assert manifest["image"]["inputs"] == 2
+    data = open_prepared(tmp_path / "pairs")
+    assert data.image_shape == (2, 1, 8, 8) and data.input_size == (8, 8)
+    assert np.array_equal(ShardDataset(data, "train").read([2, 0])["images"], images[[2, 0]])
