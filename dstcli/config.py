@@ -18,6 +18,10 @@ from dstcli.errors import ConfigError, DstError
 from dstcli.schedulers.options import SchedulerOptions
 
 CONFIG_VERSION = 1
+# Not given in the paper. The encoders start equal, so the penalty starts at 0 and only holds
+# them together; a margin of 1 suits distances between unit-length embeddings (at most 2).
+BILATERAL_TIE = 1e-3
+BILATERAL_MARGIN = 1.0
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -39,6 +43,9 @@ class TrainConfig:
     workers: int = 0
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     encoder_weights: str | None = None
+    # The bilateral network's options (app fingerprint); None elsewhere.
+    tie: float | None = None  # soft parameter sharing: coefficient of sum ||theta_P - theta_L||^2
+    margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
     version: int = field(default=CONFIG_VERSION)
 
     def problems(self) -> list[str]:
@@ -75,6 +82,14 @@ class TrainConfig:
         if self.encoder_weights is not None and not Path(self.encoder_weights).is_file():
             found.append(f"--encoder-weights {self.encoder_weights}: no such file; dst never "
                          "downloads weights, pass the path of torchvision's VGG16 file")
+        if self.tie is not None and self.tie < 0:
+            found.append(f"--tie {self.tie}: the soft-sharing coefficient must be 0 or more")
+        if self.margin is not None and not self.margin > 0:
+            found.append(f"--margin {self.margin}: the contrastive margin must be positive")
+        if self.app in APPS and APPS.get(self.app).input_kind != "pair":
+            given = [f for f in ("tie", "margin") if getattr(self, f) is not None]
+            found += [f"--{f} applies to the bilateral network of pair apps, not to app "
+                      f"{self.app}" for f in given]
         if self.scheduler_options is not None:
             found += self.scheduler_options.problems()
         found += self._data_problems()
@@ -114,6 +129,16 @@ class TrainConfig:
         if problems:
             raise ConfigError(problems)
         return self
+
+    def resolve_model_options(self) -> TrainConfig:
+        """Fill the bilateral network's defaults for a pair app, so config.json shows them."""
+        from dstcli.apps import APPS
+
+        if self.app not in APPS or APPS.get(self.app).input_kind != "pair":
+            return self
+        return dataclasses.replace(
+            self, tie=BILATERAL_TIE if self.tie is None else self.tie,
+            margin=BILATERAL_MARGIN if self.margin is None else self.margin)
 
     def resolve_scheduler(self) -> TrainConfig:
         """Fill `scheduler_options` with the method's defaults and the variant's values."""

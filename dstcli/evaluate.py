@@ -21,7 +21,7 @@ import torch
 from dstcli.config import TrainConfig
 from dstcli.data.shards import ShardDataset
 from dstcli.models.multitask import TaskRequest
-from dstcli.tasks import MetricAccumulator
+from dstcli.tasks import MetricAccumulator, equal_error_rate, roc_curve
 from dstcli.train import build, iterate, load_checkpoint, restore
 
 EVAL_BATCH = 64
@@ -38,7 +38,7 @@ def evaluate(run_dir: Path, split: str = "test", device: str | None = None) -> d
     run.model.eval()
 
     dataset = ShardDataset(run.data, split)
-    tasks = {t.name: t for t in run.data.tasks}
+    tasks = {t.name: t for t in run.tasks}
     metrics = {t: MetricAccumulator(spec) for t, spec in tasks.items()}
     batches = [list(range(i, min(i + EVAL_BATCH, len(dataset))))
                for i in range(0, len(dataset), EVAL_BATCH)]
@@ -56,6 +56,9 @@ def evaluate(run_dir: Path, split: str = "test", device: str | None = None) -> d
                 metrics[name].update(output.cpu(), target)
 
     per_task = {t: m.result() for t, m in metrics.items()}
+    for name, metric in metrics.items():
+        if tasks[name].kind == "contrastive" and metric.distances:
+            per_task[name]["roc"] = write_roc(run_dir, name, metric, split)
     errors = [r["error"] for r in per_task.values() if not math.isnan(r["error"])]
     result = {
         "app": config.app,
@@ -72,6 +75,35 @@ def evaluate(run_dir: Path, split: str = "test", device: str | None = None) -> d
     return result
 
 
+def write_roc(run_dir: Path, task: str, metric: MetricAccumulator, split: str) -> str:
+    """The matching task's ROC curve as CSV and PNG (the paper's Figure 14); returns the CSV's
+    file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thresholds, far, frr = roc_curve(metric.distances, metric.genuine)
+    stem = f"roc-{task}-{split}"
+    tmp = run_dir / f"{stem}.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["threshold", "false_accept_rate", "true_accept_rate"])
+        writer.writerows(zip(thresholds, far, [1 - r for r in frr], strict=True))
+    os.replace(tmp, run_dir / f"{stem}.csv")
+
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.plot(far, [1 - r for r in frr])
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set_xlabel("false accept rate")
+    axes.set_ylabel("true accept rate")
+    axes.set_title(f"{task}: EER {equal_error_rate(metric.distances, metric.genuine):.2f}%")
+    figure.tight_layout()
+    figure.savefig(run_dir / f"{stem}.png", dpi=120)
+    plt.close(figure)
+    return f"{stem}.csv"
+
+
 def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -81,9 +113,9 @@ def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
                            "scheduler": result["scheduler"], "seed": result["seed"],
                            "epoch": result["epoch"]}
     for task, values in result["tasks"].items():
-        for key in ("accuracy", "error"):
-            if key in values:
-                row[f"{task}.{key}"] = values[key]
+        for key, value in values.items():
+            if key not in ("samples", "roc"):
+                row[f"{task}.{key}"] = value
     row["average_error"] = result["average_error"]
     tmp = run_dir / "metrics.csv.tmp"
     with open(tmp, "w", newline="") as f:

@@ -32,6 +32,7 @@ import torch
 from rich.console import Console
 
 from dstcli.apps import APPS
+from dstcli.apps.base import TaskSpec
 from dstcli.config import TrainConfig
 from dstcli.data.shards import PreparedData, ShardDataset, open_prepared
 from dstcli.errors import DstError
@@ -97,6 +98,7 @@ class Run:
 
     config: TrainConfig
     data: PreparedData
+    tasks: list[TaskSpec]  # the data's tasks as this run trains them
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler
@@ -111,13 +113,23 @@ def build(config: TrainConfig) -> Run:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     weights = Path(config.encoder_weights) if config.encoder_weights else None
-    model = MODELS.get(app.model)(data.tasks, data.channels, get_preset(config.preset),
-                                  stl=entry.stl, encoder_weights=weights).to(device)
+    tasks = run_tasks(config, data)
+    model = MODELS.get(app.model)(tasks, data.channels, get_preset(config.preset),
+                                  stl=entry.stl, encoder_weights=weights,
+                                  input_size=data.input_size, tie=config.tie or 0.0).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in data.tasks]
+    infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in tasks]
     scheduler = entry.load()(config.scheduler_options, infos, config.seed)
     scheduler.attach(model, optimizer)
-    return Run(config, data, model, optimizer, scheduler, device)
+    return Run(config, data, tasks, model, optimizer, scheduler, device)
+
+
+def run_tasks(config: TrainConfig, data: PreparedData) -> list[TaskSpec]:
+    """The prepared data's tasks, with the run's settings that change a task's loss."""
+    if config.margin is None:
+        return data.tasks
+    return [dataclasses.replace(t, scale=config.margin) if t.kind == "contrastive" else t
+            for t in data.tasks]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +150,7 @@ def save_checkpoint(run: Run, run_dir: Path, epoch: int,
         "epoch": epoch,
         "in_epoch": dataclasses.asdict(in_epoch) if in_epoch is not None else None,
         "app": run.config.app,
-        "tasks": [t.to_json() for t in run.data.tasks],
+        "tasks": [t.to_json() for t in run.tasks],
         "config": run.config.to_json(),
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -200,7 +212,7 @@ def write_tasks(run: Run, path: Path) -> None:
     """The run's tasks as the scheduler saw them (depth d_t, labelled count c_t), so that a
     run folder can be replayed without its prepared data."""
     tasks = [{**t.to_json(), "labelled": run.data.labelled_count(t.name)}
-             for t in run.data.tasks]
+             for t in run.tasks]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(tasks, indent=2) + "\n")
     tmp.replace(path)
@@ -307,7 +319,7 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
 
     config, model, device = run.config, run.model, run.device
     measuring = epoch == 1
-    tasks = {t.name: t for t in run.data.tasks}
+    tasks = {t.name: t for t in run.tasks}
     sums = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
     counts = dict.fromkeys(tasks, 0)
     metrics = {t: MetricAccumulator(spec) for t, spec in tasks.items()}
@@ -373,6 +385,9 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                                   {t: int(r.rows.numel()) for t, r in requests.items()},
                                   tasks, outputs, targets, representation, reevaluate)
                 scheduler.backward(losses, ctx)
+                penalty = regularization(model)
+                if penalty is not None:
+                    penalty.backward()
                 run.optimizer.step()
                 scheduler.after_step(ctx)
             bar.advance(job)
@@ -403,7 +418,7 @@ def probe_indices(n: int, seed: int) -> list[int]:
 def probe_losses(run: Run, dataset: ShardDataset, names: tuple[str, ...],
                  sums: dict[str, torch.Tensor], counts: dict[str, int]) -> None:
     """Measure dropped tasks on the probe subset, without gradients, into sums and counts."""
-    tasks = {t.name: t for t in run.data.tasks}
+    tasks = {t.name: t for t in run.tasks}
     indices = probe_indices(len(dataset), run.config.seed)
     batches = [indices[i:i + run.config.batch_size]
                for i in range(0, len(indices), run.config.batch_size)]
@@ -420,6 +435,13 @@ def probe_losses(run: Run, dataset: ShardDataset, names: tuple[str, ...],
                 per_sample = per_sample_loss(tasks[name], output, targets[name])
                 sums[name] += per_sample.sum().double()
                 counts[name] += per_sample.numel()
+
+
+def regularization(model: torch.nn.Module) -> torch.Tensor | None:
+    """A model's own penalty (the bilateral network's soft sharing), outside every method's
+    weighting: it ties parameters, it is no task."""
+    penalty = getattr(model, "regularization", None)
+    return penalty() if penalty is not None else None
 
 
 def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
@@ -479,7 +501,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         write_tasks(run, run_dir / "tasks.json")
 
     dataset = ShardDataset(run.data, "train")
-    names = [t.name for t in run.data.tasks]
+    names = [t.name for t in run.tasks]
     last = config.epochs + 1
     if start <= last:
         console.print(header(names))

@@ -1,8 +1,9 @@
 """The model registry: a builder per network of the paper, chosen by an app's `model` key.
 
-A builder takes the tasks (from the prepared data's manifest), the input channels, a preset
-and `stl` (one network per task instead of one shared encoder), and returns an `nn.Module`
-that answers `model(images, requests)` (see `dstcli.models.multitask`).
+A builder takes the tasks (from the prepared data's manifest), the input channels, a preset,
+`stl` (one network per task instead of one shared encoder), an optional weights file, and the
+model options of the run (`input_size`, `tie`), and returns an `nn.Module` that answers
+`model(images, requests)` (see `dstcli.models.multitask`).
 """
 
 from collections.abc import Callable
@@ -11,8 +12,10 @@ from pathlib import Path
 from torch import nn
 
 from dstcli.apps.base import TaskSpec
+from dstcli.models.bilateral import BilateralNet
 from dstcli.models.multitask import SharedEncoderNet, SingleTaskNets
 from dstcli.models.presets import Preset
+from dstcli.models.vgg import VGG16Encoder
 from dstcli.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
@@ -26,15 +29,40 @@ def unilateral_vgg16(
     preset: Preset,
     stl: bool = False,
     encoder_weights: Path | None = None,
+    **_: object,
 ) -> nn.Module:
     """The face and character network: a shared VGG16 encoder, heads at their branch points."""
-    if stl:
-        model = SingleTaskNets(tasks, in_channels, preset.width)
-        encoders = [net.encoder for net in model.nets.values()]
-    else:
-        model = SharedEncoderNet(tasks, in_channels, preset.width)
-        encoders = [model.encoder]
-    if encoder_weights is not None:
-        for encoder in encoders:
-            encoder.load_imagenet(Path(encoder_weights))
+    def make(some: list[TaskSpec]) -> SharedEncoderNet:
+        return SharedEncoderNet(some, in_channels, preset.width)
+
+    model = SingleTaskNets(tasks, make) if stl else make(tasks)
+    _load_encoders(model, encoder_weights)
     return model
+
+
+@MODELS.register("bilateral-vgg16")
+def bilateral_vgg16(
+    tasks: list[TaskSpec],
+    in_channels: int,
+    preset: Preset,
+    stl: bool = False,
+    encoder_weights: Path | None = None,
+    input_size: tuple[int, int] = (0, 0),
+    tie: float = 0.0,
+    **_: object,
+) -> nn.Module:
+    """The fingerprint network: two VGG16 encoders tied softly, for pairs of images."""
+    def make(some: list[TaskSpec]) -> BilateralNet:
+        return BilateralNet(some, in_channels, preset.width, tie, tuple(input_size))
+
+    model = SingleTaskNets(tasks, make) if stl else make(tasks)
+    _load_encoders(model, encoder_weights)
+    return model
+
+
+def _load_encoders(model: nn.Module, encoder_weights: Path | None) -> None:
+    if encoder_weights is None:
+        return
+    for module in model.modules():
+        if isinstance(module, VGG16Encoder):
+            module.load_imagenet(Path(encoder_weights))

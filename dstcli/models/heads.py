@@ -18,7 +18,7 @@ from dstcli.apps.base import TaskSpec
 FC_LAYERS = 4
 # The decoder mirrors VGG16's 13 convolutions: output channels per block (at width 1), each
 # block but the last followed by a 2x upsampling, ending at the input resolution.
-DECODER_BLOCKS = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,))
+DECODER_BLOCKS = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64, 64))
 
 
 class FullyConnectedHead(nn.Module):
@@ -53,16 +53,18 @@ class FullyConnectedHead(nn.Module):
         return sum(isinstance(m, nn.Linear) for m in self.layers)
 
 
-class DenoisingDecoder(nn.Module):
+class ConvDecoder(nn.Module):
     """Thirteen 3x3 convolutions mirroring the encoder, upsampling back to the input size.
 
-    The last convolution gives the image's channels through a sigmoid: a clean image in
-    [0, 1], the target of Eq. 16.
+    The last convolution gives the output's channels: through a sigmoid for denoising (a clean
+    image in [0, 1], the target of Eq. 16), as logits for segmentation (Eq. 19).
     """
 
-    def __init__(self, in_channels: int, out_shape: tuple[int, int, int], width: float):
+    def __init__(self, in_channels: int, out_shape: tuple[int, int, int], width: float,
+                 sigmoid: bool = False):
         super().__init__()
         self.out_shape = out_shape
+        self.sigmoid = sigmoid
         channels = [max(2, round(c * width)) for block in DECODER_BLOCKS for c in block]
         channels[-1] = out_shape[0]
         self.convs = nn.ModuleList()
@@ -89,7 +91,7 @@ class DenoisingDecoder(nn.Module):
         if tuple(x.shape[-2:]) != tuple(self.out_shape[1:]):
             # Inputs not divisible by 16 (Omniglot's 105) lose a row in the pools.
             x = F.interpolate(x, size=self.out_shape[1:], mode="bilinear", align_corners=False)
-        return torch.sigmoid(x)  # (n, C, H, W)
+        return torch.sigmoid(x) if self.sigmoid else x  # (n, C, H, W)
 
     @property
     def depth(self) -> int:
@@ -104,5 +106,5 @@ def build_head(task: TaskSpec, in_channels: int, width: float) -> nn.Module:
         shape = tuple(task.output_shape)
         return FullyConnectedHead(in_channels, math.prod(shape), hidden, shape)
     if task.kind == "denoise":
-        return DenoisingDecoder(in_channels, tuple(task.output_shape), width)
+        return ConvDecoder(in_channels, tuple(task.output_shape), width, sigmoid=True)
     raise ValueError(f"no head for task kind {task.kind!r} (task {task.name})")

@@ -63,10 +63,10 @@ class SharedEncoderNet(nn.Module):
         depths = set(self.branch.values())
         return depths.pop() if len(depths) == 1 else None
 
-    def last_shared_layer(self) -> nn.Module:
-        """The last layer whose weights every task shares (GradNorm's W): the convolution
-        before the shallowest branch point, since the deeper ones serve only some tasks."""
-        return self.encoder.convs[min(self.branch.values()) - 1]
+    def last_shared_weights(self) -> list[torch.Tensor]:
+        """GradNorm's W: the weight of the last convolution every task reads, the one at the
+        shallowest branch point, since the deeper ones serve only some tasks."""
+        return [self.encoder.convs[min(self.branch.values()) - 1].weight]
 
     def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
                 ) -> dict[str, torch.Tensor]:
@@ -109,15 +109,14 @@ class SingleTaskNets(nn.Module):
     """Single-task learning: an independent network per task, each trained on its own labels.
 
     Every network sees only its task's labelled rows of a batch, so one epoch of the shared
-    data order is one epoch for every task, as if each had been trained alone.
+    data order is one epoch for every task, as if each had been trained alone. `make_net`
+    builds the multi-task network for a list of one task.
     """
 
-    def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float):
+    def __init__(self, tasks: list[TaskSpec], make_net):
         super().__init__()
         self.tasks = list(tasks)
-        self.nets = nn.ModuleDict({
-            t.name: SharedEncoderNet([t], in_channels, width) for t in tasks
-        })
+        self.nets = nn.ModuleDict({t.name: make_net([t]) for t in tasks})
 
     def task_depth(self, task: str) -> int:
         return self.nets[task].task_depth(task)
@@ -127,6 +126,11 @@ class SingleTaskNets(nn.Module):
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         return list(self.nets[task].parameters())
+
+    def regularization(self) -> torch.Tensor | None:
+        terms = [r for net in self.nets.values()
+                 if (r := getattr(net, "regularization", lambda: None)()) is not None]
+        return sum(terms) if terms else None
 
     def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
                 ) -> dict[str, torch.Tensor]:

@@ -51,30 +51,35 @@ def denoise_fidelity(task: TaskSpec, output: torch.Tensor, target: torch.Tensor)
     return max(0.0, 1.0 - batch_error(task, output, target) / 100.0)
 
 
+def mask_iou(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
+    """The batch's IoU of predicted and true foreground."""
+    return max(0.0, 1.0 - batch_error(task, output, target) / 100.0)
+
+
+def pair_accuracy(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
+    """The share of pairs on the right side of half the margin: a batch holds too few genuine
+    pairs for a stable EER, which baselines.md leaves to a validation set."""
+    accepted = output.float() < task.scale / 2
+    return float((accepted == (target > 0.5)).float().mean())
+
+
 # The KPI of each task kind, computed on a training batch's labelled rows.
 KPIS: dict[str, Callable[[TaskSpec, torch.Tensor, torch.Tensor], float]] = {
     "classification": top1_accuracy,
     "landmarks": landmark_pck,
     "pose": pose_within,
     "denoise": denoise_fidelity,
+    "segmentation": mask_iou,
+    "contrastive": pair_accuracy,
 }
-
-# What the kinds still to come will use (docs/schedulers/weighting.md has the details).
-PLANNED_KPIS = {
-    "segmentation": "mIoU or pixel accuracy of the batch",
-    "contrastive": "1 - EER per epoch on validation, or batch accuracy on pair labels",
-}
-
 
 def kpi_function(kind: str, task: str
                  ) -> Callable[[TaskSpec, torch.Tensor, torch.Tensor], float]:
-    """The KPI of a task kind, or a clear error for a kind that has none yet."""
+    """The KPI of a task kind, or a clear error for a kind that has none."""
     if kind in KPIS:
         return KPIS[kind]
-    planned = PLANNED_KPIS.get(kind)
-    raise DstError(f"dtp has no KPI for task kind {kind!r} (task {task}) yet"
-                   + (f"; planned: {planned}" if planned else "")
-                   + ". Choose another --scheduler for this app")
+    raise DstError(f"dtp has no KPI for task kind {kind!r} (task {task}); the kinds with one "
+                   f"are {', '.join(KPIS)}. Choose another --scheduler for this app")
 
 
 def focal_weight(kpi: float, gamma: float) -> float:

@@ -36,19 +36,19 @@ class GradNorm(Scheduler):
         super().__init__(options, tasks, seed)
         self.alpha = options.alpha
         self.w: dict[str, nn.Parameter] = {}
-        self.shared_weight: torch.Tensor | None = None
+        self.shared_weights: list[torch.Tensor] = []
         # A task's first batch loss, standing in for L_t(0) only if V[1] is not known.
         self.first_losses: dict[str, float] = {}
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        layer = getattr(model, "last_shared_layer", None)
-        if layer is None or not model.shared_parameters():
+        weights = getattr(model, "last_shared_weights", None)
+        if weights is None or not model.shared_parameters():
             raise DstError("gradnorm balances gradients at a layer every task shares, and this "
                            "network shares none (an stl model?); train it with --scheduler mtl "
                            "or another multi-task method")
-        self.shared_weight = layer().weight
+        self.shared_weights = list(weights())
 
-        self.w = scalar_parameters(self.weights, self.shared_weight.device)
+        self.w = scalar_parameters(self.weights, self.shared_weights[0].device)
         lr = self.options.weight_lr
         if lr is None:
             lr = optimizer.param_groups[0]["lr"]
@@ -79,14 +79,16 @@ class GradNorm(Scheduler):
 
         norms = []
         for t in present:
-            (grad,) = torch.autograd.grad(losses[t], self.shared_weight, retain_graph=True,
-                                          allow_unused=True)
-            if grad is None:
+            grads = torch.autograd.grad(losses[t], self.shared_weights, retain_graph=True,
+                                        allow_unused=True)
+            grads = [g for g in grads if g is not None]
+            if not grads:
                 raise DstError(f"gradnorm: the loss of task {t} does not pass through the "
                                "model's last shared layer, so its gradient norm there is "
-                               "undefined; the model's last_shared_layer() must be a layer "
-                               "every task reads")
-            norms.append(grad.norm())
+                               "undefined; the model's last_shared_weights() must be read "
+                               "by every task")
+            # W may be several tensors (one per encoder of a bilateral network): one norm.
+            norms.append(torch.sqrt(sum((g ** 2).sum() for g in grads)))
         w = torch.stack([self.w[t] for t in present])  # (k,)
         G = w * torch.stack(norms).detach()  # (k,), a function of w alone
         ratios = torch.stack([losses[t].detach() / reference[t] for t in present])

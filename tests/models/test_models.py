@@ -15,24 +15,57 @@ from dstcli.models.vgg import CONV_COUNT, VGG16Encoder
 TASKS = [TaskSpec("a", "classification", 17, 13, num_classes=3),
          TaskSpec("b", "classification", 17, 13, num_classes=5)]
 
+# Per registered model: tasks of every kind it serves, and a batch of its input (B = 4).
+EXAMPLES = {
+    "unilateral-vgg16": (
+        TASKS + [
+            TaskSpec("points", "landmarks", 17, 13, output_shape=(21, 2)),
+            TaskSpec("pose", "pose", 17, 13, output_shape=(3,)),
+            TaskSpec("clean", "denoise", 26, 13, output_shape=(1, 32, 32)),
+        ],
+        lambda h, w: torch.randint(0, 256, (4, 1, h, w), dtype=torch.uint8),
+        {"a": (3,), "b": (5,), "points": (21, 2), "pose": (3,), "clean": (1, 32, 32)},
+    ),
+    "bilateral-vgg16": (
+        [
+            TaskSpec("fp_orientation", "classification", 17, 13, num_classes=6, inputs=(0,)),
+            TaskSpec("fp_segmentation", "segmentation", 26, 13, inputs=(0,)),
+            TaskSpec("lfp_orientation", "classification", 17, 13, num_classes=6, inputs=(1,)),
+            TaskSpec("lfp_segmentation", "segmentation", 26, 13, inputs=(1,)),
+            TaskSpec("matching", "contrastive", 13, 13, inputs=(0, 1)),
+        ],
+        lambda h, w: torch.randint(0, 256, (4, 2, 1, h, w), dtype=torch.uint8),
+        {"fp_orientation": (6,), "fp_segmentation": (48, 40), "lfp_orientation": (6,),
+         "lfp_segmentation": (48, 40), "matching": ()},
+    ),
+}
+SIZES = {"unilateral-vgg16": "omniglot", "bilateral-vgg16": "fingerprint"}
 
-def all_rows(n: int, train: bool = True) -> dict[str, TaskRequest]:
-    return {t.name: TaskRequest(torch.arange(n), train) for t in TASKS}
+
+def all_rows(tasks, n: int, train: bool = True) -> dict[str, TaskRequest]:
+    return {t.name: TaskRequest(torch.arange(n), train) for t in tasks}
+
+
+def test_every_registered_model_has_an_example():
+    assert set(EXAMPLES) == set(MODELS.names())
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("stl", [False, True])
 def test_every_model_builds_at_every_preset_with_the_papers_depths(name, preset, stl):
-    model = MODELS.get(name)(TASKS, 1, PRESETS[preset], stl=stl)
-    for task in TASKS:
+    tasks, make_input, shapes = EXAMPLES[name]
+    size = PRESETS[preset].input_size(SIZES[name])
+    if preset != "cpu-tiny":
+        tasks = [t for t in tasks if t.kind != "denoise"]  # its output shape is cpu-tiny's
+    model = MODELS.get(name)(tasks, 1, PRESETS[preset], stl=stl, input_size=size, tie=1e-3)
+    for task in tasks:
         assert model.task_depth(task.name) == task.depth
 
     if preset == "cpu-tiny":
-        h, w = PRESETS[preset].input_size("omniglot")
-        images = torch.randint(0, 256, (4, 1, h, w), dtype=torch.uint8)
-        outputs = model(images, all_rows(4))
-        assert outputs["a"].shape == (4, 3) and outputs["b"].shape == (4, 5)
+        outputs = model(make_input(*size), all_rows(tasks, 4))
+        for task in tasks:
+            assert outputs[task.name].shape == (4, *shapes[task.name]), task.name
 
 
 def test_presets_change_only_width():
@@ -47,7 +80,8 @@ def test_presets_change_only_width():
 def test_a_task_that_does_not_train_keeps_no_graph():
     model = MODELS.get("unilateral-vgg16")(TASKS, 1, PRESETS["cpu-tiny"])
     images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
-    requests = {"a": TaskRequest(torch.arange(4), True), "b": TaskRequest(torch.arange(4), False)}
+    requests = {"a": TaskRequest(torch.arange(4), True),
+                "b": TaskRequest(torch.arange(4), False)}
     outputs = model(images, requests)
 
     assert outputs["a"].requires_grad and not outputs["b"].requires_grad
@@ -108,3 +142,27 @@ def test_weights_errors_are_clear(vgg16_file, tmp_path):
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, partial)
     with pytest.raises(DstError, match="found 1"):
         VGG16Encoder(3, 1.0).load_imagenet(partial)
+
+
+def test_bilateral_ties_its_encoders_and_shares_its_decoder():
+    tasks, make_input, _ = EXAMPLES["bilateral-vgg16"]
+    model = MODELS.get("bilateral-vgg16")(tasks, 1, PRESETS["cpu-tiny"], input_size=(48, 40),
+                                          tie=0.5)
+    assert model.regularization() == 0  # both encoders start from the same weights
+    with torch.no_grad():
+        for p in model.encoders[1].parameters():
+            p.add_(0.1)
+    penalty = model.regularization()
+    expected = 0.5 * sum(((a - b) ** 2).sum() for a, b in zip(
+        model.encoders[0].parameters(), model.encoders[1].parameters(), strict=True))
+    assert torch.allclose(penalty, expected) and penalty > 0
+
+    shared = {id(p) for p in model.shared_parameters()}
+    assert all(id(p) in shared for p in model.decoder.parameters())
+    assert model.task_parameters("fp_segmentation") == []
+    assert model.task_parameters("matching") == []
+
+    outputs = model(make_input(48, 40), {"lfp_orientation": TaskRequest(torch.arange(4), True)})
+    outputs["lfp_orientation"].sum().backward()
+    assert all(p.grad is None for p in model.encoders[0].parameters())
+    assert all(p.grad is not None for p in model.encoders[1].parameters())

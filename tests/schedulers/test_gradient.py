@@ -295,7 +295,7 @@ def test_representation_methods_refuse_models_without_one_shared_tensor(name):
     with pytest.raises(DstError, match=f"{name}.*several depths"):
         scheduler.attach(model, torch.optim.Adam(model.parameters()))
 
-    stl = SingleTaskNets(tasks, 1, 1 / 16)
+    stl = SingleTaskNets(tasks, lambda some: SharedEncoderNet(some, 1, 1 / 16))
     with pytest.raises(DstError, match=name):
         make(name, tasks).attach(stl, torch.optim.Adam(stl.parameters()))
 

@@ -43,8 +43,8 @@ class TinyNet(nn.Module):
     def shared_parameters(self):
         return list(self.trunk.parameters())
 
-    def last_shared_layer(self):
-        return self.trunk
+    def last_shared_weights(self):
+        return [self.trunk.weight]
 
     def forward(self, x):
         h = torch.relu(self.trunk(x))
@@ -220,8 +220,8 @@ def test_dtp_kpi_average_starts_at_the_first_kpi():
 
 def test_dtp_names_a_task_kind_without_a_kpi():
     entry = SCHEDULERS.get("dtp")
-    with pytest.raises(DstError, match="segmentation.*planned"):
-        entry.load()(entry.options(), infos(["mask"], kind="segmentation"), 0)
+    with pytest.raises(DstError, match="no KPI for task kind 'keypoints3d'"):
+        entry.load()(entry.options(), infos(["mesh"], kind="keypoints3d"), 0)
 
 
 # --- Adaptive Scheduling ----------------------------------------------------------------------
