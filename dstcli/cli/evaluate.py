@@ -10,6 +10,14 @@ import typer
 from dstcli.cli.common import out, user_errors
 
 
+def _main_metric(metrics: dict) -> tuple[str, float]:
+    """The figure a task kind is reported with in the paper's tables, beside its error."""
+    for key in ("accuracy", "iou", "nme", "eer", "rmse", "mae_radians"):
+        if key in metrics:
+            return key, metrics[key]
+    return "", math.nan
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     @user_errors
@@ -27,9 +35,10 @@ def register(app: typer.Typer) -> None:
 
         result = run_eval(run_dir, split=split, device=device)
         width = max(len(t) for t in result["tasks"])
-        out.print(f"{'task':<{width}} {'samples':>8} {'accuracy':>9} {'error':>7}")
+        out.print(f"{'task':<{width}} {'samples':>8} {'metric':>16} {'error':>7}")
         for task, m in result["tasks"].items():
-            acc = m.get("accuracy", math.nan)
-            out.print(f"{task:<{width}} {m['samples']:>8d} {acc:>9.2f} {m['error']:>7.2f}")
-        out.print(f"{'average error':<{width}} {'':>8} {'':>9} {result['average_error']:>7.2f}")
+            name, value = _main_metric(m)
+            shown = f"{name} {value:.2f}" if name else ""
+            out.print(f"{task:<{width}} {m['samples']:>8d} {shown:>16} {m['error']:>7.2f}")
+        out.print(f"{'average error':<{width}} {'':>8} {'':>16} {result['average_error']:>7.2f}")
         out.print(f"wrote {Path(run_dir) / 'metrics.json'} and metrics.csv")

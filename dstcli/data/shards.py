@@ -116,9 +116,13 @@ class _SplitWriter:
         )
         for task in self.owner.tasks:
             shape, dtype = self.owner.label_layout[task.name]
+            # Chunks of about CHUNK_BYTES whatever a label's size: a clean image per row
+            # (denoising) must not be chunked like a class index.
+            row = max(1, int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+            rows = max(1, min(4096, self.owner.shard_samples, CHUNK_BYTES // row))
             f.create_dataset(
                 f"labels/{task.name}", (0, *shape), maxshape=(None, *shape), dtype=dtype,
-                chunks=(max(1, min(4096, self.owner.shard_samples)), *shape),
+                chunks=(rows, *shape),
             )
             f.create_dataset(f"Z/{task.name}", (0,), maxshape=(None,), dtype="uint8",
                              chunks=(max(1, min(4096, self.owner.shard_samples)),))
@@ -192,7 +196,9 @@ class DatasetWriter:
             raise ValueError(f"image_shape must be (C, H, W) or (P, C, H, W), got "
                              f"{self.image_shape}")
         self.sample_bytes = int(np.prod(self.image_shape))
-        self.shard_samples = max(1, max_shard_bytes // self.sample_bytes)
+        label_bytes = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                          for shape, dtype in self.label_layout.values())
+        self.shard_samples = max(1, max_shard_bytes // (self.sample_bytes + label_bytes))
         if self.out_dir.exists() and not force:
             what = "a prepared dataset" if (self.out_dir / MANIFEST).exists() else "a folder"
             raise DataError(

@@ -166,6 +166,7 @@ class _Look:
     stubble: bool
     frame: tuple[int, int, int]
     frame_width: int
+    tinted: bool  # sunglasses: dark lenses
     ears_covered: bool
 
 
@@ -185,7 +186,7 @@ def _random_look(rng: np.random.Generator, s: float, cx: float, cy: float) -> _L
     skin = tuple(int(np.clip(c + rng.normal(0, 8), 0, 255)) for c in skin)
     hair = [(25, 20, 18), (70, 45, 30), (120, 85, 50), (200, 170, 110), (150, 150, 150),
             (140, 60, 30)][rng.choice(6, p=[0.35, 0.25, 0.15, 0.12, 0.08, 0.05])]
-    long_hair = bool(rng.random() < (0.8 if female else 0.15))
+    long_hair = bool(rng.random() < (0.85 if female else 0.12))
     lipstick = female and rng.random() < 0.55
     lips = (170, 40, 60) if lipstick else _shade(skin, 0.78)
     pale = rng.random() < 0.3
@@ -201,12 +202,13 @@ def _random_look(rng: np.random.Generator, s: float, cx: float, cy: float) -> _L
         skin=skin,
         hair=hair,
         long_hair=long_hair,
-        jaw=float(rng.normal(0.94 if female else 1.08, 0.06)),
-        brow=float(max(0.02, rng.normal(0.05 if female else 0.085, 0.018))),
+        jaw=float(rng.normal(0.92 if female else 1.1, 0.06)),
+        brow=float(max(0.02, rng.normal(0.05 if female else 0.09, 0.018))),
         lips=lips,
         stubble=(not female) and rng.random() < 0.25,
         frame=(170, 170, 175) if pale else tuple(int(v) for v in rng.integers(0, 70, 3)),
-        frame_width=1 if pale else max(1, int(round(s * rng.uniform(0.04, 0.08)))),
+        frame_width=max(1, int(round(s * (0.045 if pale else rng.uniform(0.07, 0.12))))),
+        tinted=rng.random() < 0.2,
         ears_covered=long_hair and rng.random() < 0.7,
     )
 
@@ -311,6 +313,8 @@ def _draw_face(draw, look: _Look) -> tuple[np.ndarray, np.ndarray]:
             rims[side] = project(rim)
             if seen[centre_j]:
                 pts = [tuple(p) for p in rims[side].tolist()]
+                if look.tinted:
+                    draw.polygon(pts, fill=_shade(look.frame, 0.5))
                 draw.line(pts + [pts[0]], fill=look.frame, width=look.frame_width)
         if seen[7] and seen[10]:
             draw.line([tuple(rims[-1][0]), tuple(rims[1][8])], fill=look.frame,

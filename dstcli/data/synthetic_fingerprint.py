@@ -52,7 +52,7 @@ TABLE2_LABEL_FRACTIONS = {
     "matching": 1.0,
 }
 
-SIZE = (132, 110)  # (H, W) of every generated image; `dst prepare` resizes to the preset
+SIZE = (120, 100)  # (H, W) of every generated image; `dst prepare` resizes to the preset
 PERIOD = (6.0, 8.0)  # ridge period range in pixels at SIZE (about 500 ppi scaled down)
 ORIENTATION_BINS = 12
 FREQUENCY_BINS = 3
@@ -387,51 +387,79 @@ class Finger:
 
 def _plan_fingers(n_pairs: int, seed: int, test_fraction: float,
                   classes: tuple[str, ...]) -> list[Finger]:
-    """Fingers grouped into subjects, subjects split train/test, classes dealt per split."""
-    n_fingers = max(8, -(-n_pairs // PAIRS_PER_FINGER))
-    n_subjects = -(-n_fingers // FINGERS_PER_SUBJECT)
+    """Fingers grouped into subjects, subjects split train/test, classes dealt per split.
+
+    Each split holds a whole multiple of the class count (and of the fingers per subject), so
+    every class has as many fingers as any other in each split. Small sets therefore get a
+    test share above test_fraction.
+    """
+    unit = int(np.lcm(len(classes), FINGERS_PER_SUBJECT))
+    wanted = max(2 * unit, -(-n_pairs // PAIRS_PER_FINGER))
+    n_test = max(unit, unit * round(test_fraction * wanted / unit))
+    n_train = max(unit, unit * round((1 - test_fraction) * wanted / unit))
     rng = np.random.default_rng([seed, 0])
-    n_test = min(max(1, round(test_fraction * n_subjects)), n_subjects - 1)
-    test_subjects = set(rng.permutation(n_subjects)[:n_test].tolist())
+    n_subjects = (n_train + n_test) // FINGERS_PER_SUBJECT
+    # Subject numbers are shuffled so that the split is not readable from them.
+    numbers = rng.permutation(n_subjects) + 1
     fingers = []
-    dealt = {"train": 0, "test": 0}
-    deck = {s: rng.permutation(len(classes)) for s in ("train", "test")}
-    for s in range(n_subjects):
-        split = "test" if s in test_subjects else "train"
-        digits = rng.choice(10, size=FINGERS_PER_SUBJECT, replace=False) + 1
-        for digit in digits:
-            # Classes are dealt round-robin within each split, so every split is balanced.
-            pattern = classes[deck[split][dealt[split] % len(classes)]]
-            dealt[split] += 1
-            fingers.append(Finger(len(fingers), f"s{s + 1:04d}", str(int(digit)), split,
-                                  pattern))
+    for split, count in (("train", n_train), ("test", n_test)):
+        deal = rng.permutation(count) % len(classes)
+        for j in range(count):
+            subject = numbers[len(fingers) // FINGERS_PER_SUBJECT]
+            if j % FINGERS_PER_SUBJECT == 0:
+                digits = rng.choice(10, size=FINGERS_PER_SUBJECT, replace=False) + 1
+            fingers.append(Finger(len(fingers), f"s{subject:04d}",
+                                  str(int(digits[j % FINGERS_PER_SUBJECT])), split,
+                                  classes[deal[j]]))
     return fingers
 
 
-def _plan_pairs(fingers: list[Finger], n_pairs: int, seed: int) -> list[tuple[Finger, Finger]]:
-    """(fingerprint finger, latent finger) per pair: alternately genuine and impostor.
+def _plan_pairs(fingers: list[Finger], n_pairs: int, seed: int,
+                classes: tuple[str, ...]) -> list[tuple[Finger, Finger]]:
+    """(fingerprint finger, latent finger) per pair, half genuine and half impostor.
 
-    Every finger of a split heads the same number of pairs (+-1) and lends its latent to as
-    many impostor pairs, so classes stay balanced on both sides of a pair.
+    A split's pairs are shared out evenly over the classes of their fingerprint (the remainder
+    to classes drawn by the seed); within a class its fingers head pairs in turn, alternately
+    genuine and impostor, and an impostor's latent comes from each other class in turn. Both
+    sides of the pairs are so balanced over the classes, and genuine and impostor pairs differ
+    in number by at most one per split.
     """
+    n_classes = len(classes)
     by_split = {s: [f for f in fingers if f.split == s] for s in ("train", "test")}
     n_test = round(n_pairs * len(by_split["test"]) / len(fingers))
+    n_test = min(max(2, n_test), n_pairs - 2) if n_pairs >= 4 else 0
     counts = {"train": n_pairs - n_test, "test": n_test}
     pairs = []
     rng = np.random.default_rng([seed, 1])
     for split in ("train", "test"):
-        group = by_split[split]
-        order = rng.permutation(len(group))
-        m = len(group)
-        for k in range(counts[split]):
-            slot = (k // 2) % m
-            head = group[order[slot]]
-            if k % 2 == 0:
-                pairs.append((head, head))
-            else:
-                # A rotation of the order by a non-zero step: never the finger itself.
-                step = 1 + (k // (2 * m)) % (m - 1)
-                pairs.append((head, group[order[(slot + step) % m]]))
+        members = [[f for f in by_split[split] if f.pattern == c] for c in classes]
+        for group in members:
+            rng.shuffle(group)
+        share = np.full(n_classes, counts[split] // n_classes)
+        share[rng.permutation(n_classes)[: counts[split] % n_classes]] += 1
+        per_class: list[list[tuple[Finger, Finger]]] = []
+        genuine_first = True
+        for i, group in enumerate(members):
+            k = len(group)
+            chosen = []
+            for j in range(share[i]):
+                turn = j // 2
+                head = group[turn % k]
+                if (j % 2 == 0) == genuine_first:
+                    chosen.append((head, head))
+                    continue
+                if n_classes == 1:
+                    mate = group[(turn + 1) % k]  # k >= 2: never the finger itself
+                else:
+                    other = (i + 1 + turn % (n_classes - 1)) % n_classes
+                    mate = members[other][(turn // (n_classes - 1) + i) % len(members[other])]
+                chosen.append((head, mate))
+            if share[i] % 2:
+                genuine_first = not genuine_first  # an odd class hands the extra to the other kind
+            per_class.append(chosen)
+        # Interleave the classes, so that any run of the manifest mixes them.
+        longest = max((len(c) for c in per_class), default=0)
+        pairs.extend(c[r] for r in range(longest) for c in per_class if r < len(c))
     return pairs
 
 
@@ -496,7 +524,7 @@ def write_synthetic_fingerprints(
     fractions = dict(TABLE2_LABEL_FRACTIONS if label_fractions is None else label_fractions)
 
     fingers = _plan_fingers(n_pairs, seed, test_fraction, tuple(classes))
-    pairs = _plan_pairs(fingers, n_pairs, seed)
+    pairs = _plan_pairs(fingers, n_pairs, seed, tuple(classes))
     kept = _withheld(pairs, fractions, seed)
 
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -30,11 +30,11 @@ def test_help_lists_the_built_commands():
 
 
 def test_choices_come_from_the_registries():
-    result = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for name in SCHEDULERS.names() + APPS.names():
         assert name in result.output
-    prepare = runner.invoke(app, ["prepare", "--help"])
+    prepare = runner.invoke(app, ["prepare", "--help"], env={"COLUMNS": "200"})
     for name in APPS.names():
         assert name in prepare.output
 
