@@ -53,7 +53,7 @@ def main() -> None:
                                      scheduler=scheduler, preset=args.preset,
                                      epochs=args.epochs, seed=seed, lr=args.lr,
                                      batch_size=args.batch_size, device="cpu")
-                train(config.resolve_scheduler().validate(), resume=(run_dir / "checkpoint.pt")
+                train(config.resolved().validate(), resume=(run_dir / "checkpoint.pt")
                       .exists(), progress=False)
                 evaluate(run_dir)
             metrics = json.loads((run_dir / "metrics.json").read_text())

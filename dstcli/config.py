@@ -43,6 +43,7 @@ class TrainConfig:
     workers: int = 0
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     encoder_weights: str | None = None
+    encoder_norm: str | None = None  # "none" or "batch"; None: the preset's default
     # The bilateral network's options (app fingerprint); None elsewhere.
     tie: float | None = None  # soft parameter sharing: coefficient of sum ||theta_P - theta_L||^2
     margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
@@ -82,6 +83,9 @@ class TrainConfig:
         if self.encoder_weights is not None and not Path(self.encoder_weights).is_file():
             found.append(f"--encoder-weights {self.encoder_weights}: no such file; dst never "
                          "downloads weights, pass the path of torchvision's VGG16 file")
+        if self.encoder_norm not in (None, "none", "batch"):
+            found.append(f"--encoder-norm {self.encoder_norm!r}: use none (the paper's VGG16) "
+                         "or batch (batch norm after each convolution)")
         if self.tie is not None and self.tie < 0:
             found.append(f"--tie {self.tie}: the soft-sharing coefficient must be 0 or more")
         if self.margin is not None and not self.margin > 0:
@@ -130,15 +134,25 @@ class TrainConfig:
             raise ConfigError(problems)
         return self
 
-    def resolve_model_options(self) -> TrainConfig:
-        """Fill the bilateral network's defaults for a pair app, so config.json shows them."""
-        from dstcli.apps import APPS
+    def resolved(self) -> TrainConfig:
+        """Every default that depends on other fields filled in: what config.json records."""
+        return self.resolve_scheduler().resolve_model_options()
 
-        if self.app not in APPS or APPS.get(self.app).input_kind != "pair":
-            return self
+    def resolve_model_options(self) -> TrainConfig:
+        """Fill the model's defaults (the preset's encoder norm; the bilateral network's tie
+        and margin for a pair app), so config.json shows them."""
+        from dstcli.apps import APPS
+        from dstcli.models.presets import PRESETS
+
+        config = self
+        if config.encoder_norm is None and config.preset in PRESETS:
+            config = dataclasses.replace(config,
+                                         encoder_norm=PRESETS[config.preset].encoder_norm)
+        if config.app not in APPS or APPS.get(config.app).input_kind != "pair":
+            return config
         return dataclasses.replace(
-            self, tie=BILATERAL_TIE if self.tie is None else self.tie,
-            margin=BILATERAL_MARGIN if self.margin is None else self.margin)
+            config, tie=BILATERAL_TIE if config.tie is None else config.tie,
+            margin=BILATERAL_MARGIN if config.margin is None else config.margin)
 
     def resolve_scheduler(self) -> TrainConfig:
         """Fill `scheduler_options` with the method's defaults and the variant's values."""

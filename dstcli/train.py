@@ -116,7 +116,8 @@ def build(config: TrainConfig) -> Run:
     tasks = run_tasks(config, data)
     model = MODELS.get(app.model)(tasks, data.channels, get_preset(config.preset),
                                   stl=entry.stl, encoder_weights=weights,
-                                  input_size=data.input_size, tie=config.tie or 0.0).to(device)
+                                  input_size=data.input_size, tie=config.tie or 0.0,
+                                  encoder_norm=config.encoder_norm or "none").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in tasks]
     scheduler = entry.load()(config.scheduler_options, infos, config.seed)
@@ -334,7 +335,10 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
             counts[t] = resume_from.counts[t]
             metrics[t].load_state_dict(resume_from.metrics[t])
     batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
-    model.train(not measuring)
+    # Train mode in the measuring pass too: with batch norm, V[1] must be measured as the
+    # training epochs measure V (batch statistics), or I = V[k] / V[1] compares two modes.
+    # Running statistics are estimates, not weights: updating them updates no weight.
+    model.train()
     scheduler = run.scheduler
     probe = not measuring and scheduler.dropped_loss == "probe"
     split = not measuring and scheduler.needs_representation

@@ -30,4 +30,4 @@ def tiny_config(data: Path, out: Path, **overrides):
     values = dict(app="omniglot", data=str(data), out=str(out), preset="cpu-tiny", epochs=1,
                   batch_size=32, lr=1e-3, device="cpu", seed=0)
     values.update(overrides)
-    return TrainConfig(**values).resolve_scheduler().validate()
+    return TrainConfig(**values).resolved().validate()

@@ -19,7 +19,8 @@ from dstcli.errors import ConfigError, DstError
 
 # Flags of the command itself; a scheduler option may not take one of these names.
 FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
-         "device", "workers", "checkpoint_every", "encoder_weights", "tie", "margin", "resume")
+         "device", "workers", "checkpoint_every", "encoder_weights", "encoder_norm", "tie",
+         "margin", "resume")
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
@@ -67,6 +68,10 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
                                              "inside an epoch. [default: 0, epoch ends only]")),
         ("encoder_weights", Path | None, opt(None, help="torchvision VGG16 ImageNet weights "
                                              "file to start the encoder from.")),
+        ("encoder_norm", str | None, opt(None, help="none: the paper's plain VGG16; batch: "
+                                         "batch norm after each convolution. [default: the "
+                                         "preset's: batch for cpu-tiny and cpu, none for "
+                                         "paper]")),
         ("tie", float | None, opt(None, help="Bilateral network: soft parameter sharing "
                                   "coefficient on sum ||theta_P - theta_L||^2. [default: 1e-3]")),
         ("margin", float | None, opt(None, help="Bilateral network: margin of the contrastive "
@@ -167,7 +172,7 @@ def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
         ])
     options = entry.options.parse({**{k: str(v) for k, v in variant.items()}, **scheduler_given})
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
-    return TrainConfig(**values, scheduler_options=options).resolve_model_options()
+    return TrainConfig(**values, scheduler_options=options).resolved()
 
 
 def _differences(config: Any, given: dict[str, Any], scheduler_given: dict[str, str]

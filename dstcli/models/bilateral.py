@@ -24,11 +24,12 @@ from dstcli.models.vgg import CONV_COUNT, VGG16Encoder
 
 class BilateralNet(nn.Module):
     def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float, tie: float,
-                 input_size: tuple[int, int]):
+                 input_size: tuple[int, int], norm: str = "none"):
         super().__init__()
         self.tasks = {t.name: t for t in tasks}
         self.tie = tie
-        self.encoders = nn.ModuleList([VGG16Encoder(in_channels, width) for _ in range(2)])
+        self.encoders = nn.ModuleList([VGG16Encoder(in_channels, width, norm)
+                                       for _ in range(2)])
         # Both start from the same weights, as both start from ImageNet's in the paper: the
         # penalty then only keeps them close, it does not first pull two inits together.
         self.encoders[1].load_state_dict(self.encoders[0].state_dict())

@@ -2,8 +2,8 @@
 
 A builder takes the tasks (from the prepared data's manifest), the input channels, a preset,
 `stl` (one network per task instead of one shared encoder), an optional weights file, and the
-model options of the run (`input_size`, `tie`), and returns an `nn.Module` that answers
-`model(images, requests)` (see `dstcli.models.multitask`).
+model options of the run (`input_size`, `tie`, `encoder_norm`), and returns an `nn.Module`
+that answers `model(images, requests)` (see `dstcli.models.multitask`).
 """
 
 from collections.abc import Callable
@@ -29,11 +29,12 @@ def unilateral_vgg16(
     preset: Preset,
     stl: bool = False,
     encoder_weights: Path | None = None,
+    encoder_norm: str = "none",
     **_: object,
 ) -> nn.Module:
     """The face and character network: a shared VGG16 encoder, heads at their branch points."""
     def make(some: list[TaskSpec]) -> SharedEncoderNet:
-        return SharedEncoderNet(some, in_channels, preset.width)
+        return SharedEncoderNet(some, in_channels, preset.width, encoder_norm)
 
     model = SingleTaskNets(tasks, make) if stl else make(tasks)
     _load_encoders(model, encoder_weights)
@@ -49,11 +50,13 @@ def bilateral_vgg16(
     encoder_weights: Path | None = None,
     input_size: tuple[int, int] = (0, 0),
     tie: float = 0.0,
+    encoder_norm: str = "none",
     **_: object,
 ) -> nn.Module:
     """The fingerprint network: two VGG16 encoders tied softly, for pairs of images."""
     def make(some: list[TaskSpec]) -> BilateralNet:
-        return BilateralNet(some, in_channels, preset.width, tie, tuple(input_size))
+        return BilateralNet(some, in_channels, preset.width, tie, tuple(input_size),
+                            encoder_norm)
 
     model = SingleTaskNets(tasks, make) if stl else make(tasks)
     _load_encoders(model, encoder_weights)

@@ -40,10 +40,11 @@ class RepresentationSplit:
 class SharedEncoderNet(nn.Module):
     """Hard parameter sharing: the VGG16 encoder, and each task's head at its branch point."""
 
-    def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float):
+    def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float,
+                 norm: str = "none"):
         super().__init__()
         self.tasks = list(tasks)
-        self.encoder = VGG16Encoder(in_channels, width)
+        self.encoder = VGG16Encoder(in_channels, width, norm)
         self.heads = nn.ModuleDict({
             t.name: build_head(t, self.encoder.channels[t.branch - 1], width) for t in tasks
         })

@@ -4,6 +4,11 @@ Thirteen 3x3 convolutions in five blocks (torchvision's configuration "D", no ba
 followed by ReLU; max pooling closes the first four blocks. The fifth pool is left out: every
 head reads a convolution's output directly, and the deepest branch point is convolution 13.
 A preset scales the channel counts; the layer structure, and so every task's depth, is fixed.
+
+`norm="batch"` puts batch normalisation after each convolution (torchvision's vgg16_bn
+layout). It adds no weight layer, so depths are unchanged. The small presets use it: trained
+from scratch, the plain 13-convolution stack at 1/16 or 1/4 width stays at the class prior for
+epochs on Omniglot (docs/models.md has the measurement), where the paper starts from ImageNet.
 """
 
 from __future__ import annotations
@@ -26,19 +31,27 @@ def conv_channels(width: float) -> list[int]:
     return [max(2, round(c * width)) for block in VGG16_BLOCKS for c in block]
 
 
+ENCODER_NORMS = ("none", "batch")
+
+
 class VGG16Encoder(nn.Module):
-    def __init__(self, in_channels: int, width: float = 1.0):
+    def __init__(self, in_channels: int, width: float = 1.0, norm: str = "none"):
         super().__init__()
+        if norm not in ENCODER_NORMS:
+            raise ValueError(f"encoder norm {norm!r}: use one of {ENCODER_NORMS}")
         self.width = width
+        self.norm = norm
         self.in_channels = in_channels
         self.channels = conv_channels(width)
         self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
         self.pool_after: set[int] = set()
         prev, depth = in_channels, 0
         for b, block in enumerate(VGG16_BLOCKS):
             for _ in block:
                 out = self.channels[depth]
                 self.convs.append(nn.Conv2d(prev, out, kernel_size=3, padding=1))
+                self.norms.append(nn.BatchNorm2d(out) if norm == "batch" else nn.Identity())
                 prev, depth = out, depth + 1
             if b < len(VGG16_BLOCKS) - 1:
                 self.pool_after.add(depth)  # 1-based index of the conv a pool follows
@@ -71,9 +84,9 @@ class VGG16Encoder(nn.Module):
         if x.dtype == torch.uint8:
             x = self.normalise(x)
         out: dict[int, torch.Tensor] = {}
-        for depth, conv in enumerate(self.convs, start=1):
+        for depth, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True), start=1):
             with torch.set_grad_enabled(grad and (grad_upto is None or depth <= grad_upto)):
-                x = self.relu(conv(x))
+                x = self.relu(norm(conv(x)))
             if depth in taps:
                 out[depth] = x  # (B, C_depth, H_depth, W_depth)
             if depth == upto:
@@ -107,10 +120,23 @@ class VGG16Encoder(nn.Module):
              and k.endswith(".weight") and state[k].dim() == 4},
             key=lambda k: int(k.split(".")[1]),
         )
+        norm_keys = sorted(
+            {k.rsplit(".", 1)[0] for k in state if k.startswith("features.")
+             and k.endswith(".running_mean")},
+            key=lambda k: int(k.split(".")[1]),
+        )
         if len(conv_keys) != CONV_COUNT:
             raise DstError(
                 f"--encoder-weights {path}: expected the 13 convolutions of torchvision's "
                 f"VGG16 ('features.N.weight'), found {len(conv_keys)}"
+            )
+        has_norm = len(norm_keys) == CONV_COUNT
+        if has_norm != (self.norm == "batch"):
+            want = "vgg16_bn (with batch norm)" if self.norm == "batch" else "plain vgg16"
+            raise DstError(
+                f"--encoder-weights {path} holds {'vgg16_bn' if has_norm else 'plain vgg16'} "
+                f"weights but the encoder is {want}; pass the matching file or "
+                f"--encoder-norm {'batch' if has_norm else 'none'}"
             )
         with torch.no_grad():
             for conv, key in zip(self.convs, conv_keys, strict=True):
@@ -126,3 +152,9 @@ class VGG16Encoder(nn.Module):
                                    f"{tuple(conv.weight.shape)}")
                 conv.weight.copy_(weight)
                 conv.bias.copy_(bias)
+            if has_norm:
+                for norm, key in zip(self.norms, norm_keys, strict=True):
+                    norm.load_state_dict({name: state[f"{key}.{name}"] for name in
+                                          ("weight", "bias", "running_mean", "running_var",
+                                           "num_batches_tracked") if f"{key}.{name}" in state},
+                                         strict=False)

@@ -166,3 +166,33 @@ def test_bilateral_ties_its_encoders_and_shares_its_decoder():
     outputs["lfp_orientation"].sum().backward()
     assert all(p.grad is None for p in model.encoders[0].parameters())
     assert all(p.grad is not None for p in model.encoders[1].parameters())
+
+
+def test_batch_norm_encoder_loads_vgg16_bn_weights(tmp_path, vgg16_file):
+    torchvision = pytest.importorskip("torchvision")
+    features = torchvision.models.vgg16_bn(weights=None).features
+    with torch.no_grad():
+        features[1].running_mean.fill_(0.25)
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    path = tmp_path / "vgg16_bn-6c64b313.pth"
+    torch.save(state, path)
+
+    encoder = VGG16Encoder(3, 1.0, norm="batch")
+    encoder.load_imagenet(path)
+    assert torch.equal(encoder.convs[0].weight, state["features.0.weight"])
+    assert torch.equal(encoder.norms[0].running_mean, state["features.1.running_mean"])
+    assert torch.equal(encoder.convs[12].weight, state["features.40.weight"])
+
+    with pytest.raises(DstError, match="--encoder-norm batch"):
+        VGG16Encoder(3, 1.0).load_imagenet(path)
+    plain, _ = vgg16_file
+    with pytest.raises(DstError, match="--encoder-norm none"):
+        encoder.load_imagenet(plain)
+
+
+def test_batch_norm_adds_no_weight_layer():
+    plain = MODELS.get("unilateral-vgg16")(TASKS, 1, PRESETS["cpu"], encoder_norm="none")
+    normed = MODELS.get("unilateral-vgg16")(TASKS, 1, PRESETS["cpu"], encoder_norm="batch")
+    assert [t for t in (plain.task_depth("a"), normed.task_depth("a"))] == [17, 17]
+    convs = [m for m in normed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13
