@@ -24,3 +24,23 @@ def omniglot_tiny(tmp_path_factory, glyph_zip) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "omniglot"
     APPS.get("omniglot").prepare([glyph_zip], out, "cpu-tiny")
     return out
+
+
+@pytest.fixture(scope="session")
+def pairs_tiny(tmp_path_factory) -> Path:
+    """A few dozen synthetic fingerprint pairs at cpu-tiny size: the two-input fixture."""
+    from dstcli.apps import APPS
+
+    out = tmp_path_factory.mktemp("prepared") / "pairs"
+    APPS.get("fingerprint").prepare_synthetic(48, out, "cpu-tiny", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def faces_tiny(tmp_path_factory) -> Path:
+    """A few dozen synthetic AFLW faces at cpu-tiny size: five tasks of four kinds."""
+    from dstcli.apps import APPS
+
+    out = tmp_path_factory.mktemp("prepared") / "faces"
+    APPS.get("aflw").prepare_synthetic(64, out, "cpu-tiny", seed=0)
+    return out

@@ -12,7 +12,7 @@ segmentation labels (H, W) uint8, classes int64 (-1 unlabelled), match float32, 
 from the empty cells and the source's protocol. No subject is ever in both splits.
 
 `prepare_synthetic` first draws the synthetic set (dstcli.data.synthetic_fingerprint) into the
-sibling folder `<out>-raw/`, where it stays to be looked at, then prepares its `pairs.csv`
+sibling folder `<out>.raw/`, where it stays to be looked at, then prepares its `pairs.csv`
 through the same reader.
 """
 
@@ -41,7 +41,7 @@ LABEL_DTYPES = {"classification": "int64", "segmentation": "uint8", "contrastive
 def synthetic_raw_dir(out: Path) -> Path:
     """Where `prepare_synthetic` keeps the raw synthetic set: beside the prepared folder."""
     out = Path(out)
-    return out.parent / f"{out.name}-raw"
+    return out.parent / f"{out.name}.raw"
 
 
 def task_specs(spec: dict[str, Any], size: tuple[int, int]) -> list[TaskSpec]:
@@ -331,7 +331,7 @@ class FingerprintApp(App):
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
-        """Draw n synthetic pairs into `<out>-raw/`, then prepare them into out."""
+        """Draw n synthetic pairs into `<out>.raw/`, then prepare them into out."""
         from dstcli.data.shards import MANIFEST
         from dstcli.data.synthetic_fingerprint import write_synthetic_fingerprints
         from dstcli.models.presets import get_preset

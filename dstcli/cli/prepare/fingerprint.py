@@ -36,7 +36,7 @@ def fingerprint(
     manifest: list[Path] = typer.Option(None, "--manifest", help="A pair manifest (CSV; "
                                         "docs/data/fingerprint.md); repeat to join sources."),
     synthetic: int | None = typer.Option(None, "--synthetic", min=2, help="Draw this many "
-                                         "synthetic pairs into <out>-raw/ and prepare them "
+                                         "synthetic pairs into <out>.raw/ and prepare them "
                                          "instead of reading manifests."),
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the shards into."),
     preset: str = typer.Option("paper", help="Size preset whose input size the images get: "
