@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from dstcli import __version__
+from dstcli.cli import demo as demo_cmd
 from dstcli.cli import evaluate as eval_cmd
 from dstcli.cli import prepare as prepare_cmd
 from dstcli.cli import replay as replay_cmd
@@ -26,6 +27,7 @@ app.add_typer(prepare_cmd.app, name="prepare")
 train_cmd.register(app)
 eval_cmd.register(app)
 replay_cmd.register(app)
+demo_cmd.register(app)
 
 
 def _version(value: bool) -> None:

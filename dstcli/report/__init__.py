@@ -1,0 +1,1 @@
+"""Reporting: training plots and result tables from run folders (no torch)."""
