@@ -58,11 +58,15 @@ def main() -> None:
                 evaluate(run_dir)
             metrics = json.loads((run_dir / "metrics.json").read_text())
             with open(run_dir / "epochs.csv", newline="") as f:
-                epochs = {int(r["epoch"]): float(r["seconds"]) for r in csv.DictReader(f)
-                          if r["phase"] == "train"}
+                log = list(csv.DictReader(f))
+            epochs = {int(r["epoch"]): float(r["seconds"]) for r in log if r["phase"] == "train"}
+            # G logged at epoch k gates epoch k + 1: the dropped share of the training epochs.
+            gates = [int(r["G"]) for r in log if r.get("G") not in (None, "")
+                     and int(r["epoch"]) < max(epochs)]
             rows.append({"scheduler": scheduler, "seed": seed,
                          "average_error": metrics["average_error"],
                          "seconds_per_epoch": statistics.mean(epochs.values()),
+                         "dropped_share": 1 - statistics.mean(gates) if gates else 0.0,
                          "wall_seconds": round(time.perf_counter() - began, 1)})
             print(json.dumps(rows[-1]), flush=True)
 
@@ -75,14 +79,16 @@ def main() -> None:
 
     print(f"\nOmniglot, 8 alphabets, preset {args.preset}, {args.epochs} training epochs, "
           f"lr {args.lr}, batch {args.batch_size}, {args.seeds} seeds\n")
-    print("| scheduler | average error (%) | seconds per epoch |")
-    print("| --- | --- | --- |")
+    print("| scheduler | average error (%) | seconds per epoch | dropped task-epochs (%) |")
+    print("| --- | --- | --- | --- |")
     for scheduler in args.schedulers:
         mine = [r for r in rows if r["scheduler"] == scheduler]
         errors = [r["average_error"] for r in mine]
         spread = statistics.stdev(errors) if len(errors) > 1 else 0.0
         seconds = statistics.mean(r["seconds_per_epoch"] for r in mine)
-        print(f"| {scheduler} | {statistics.mean(errors):.2f} ± {spread:.2f} | {seconds:.1f} |")
+        dropped = 100 * statistics.mean(r["dropped_share"] for r in mine)
+        print(f"| {scheduler} | {statistics.mean(errors):.2f} ± {spread:.2f} | {seconds:.1f} "
+              f"| {dropped:.0f} |")
 
 
 if __name__ == "__main__":
