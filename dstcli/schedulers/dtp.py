@@ -19,9 +19,9 @@ import torch
 
 from dstcli.apps.base import TaskSpec
 from dstcli.errors import DstError
-from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
+from dstcli.schedulers.base import StepContext, TaskInfo
 from dstcli.schedulers.specs.weighting import DTPOptions
-from dstcli.schedulers.weighting_tools import AppliedWeights, present_tasks
+from dstcli.schedulers.weighting_tools import StepWeighting
 from dstcli.tasks import batch_error
 
 KPI_MIN, KPI_MAX = 0.01, 0.99  # log 0 is infinite; a KPI of 1 would give weight 0
@@ -88,7 +88,7 @@ def focal_weight(kpi: float, gamma: float) -> float:
     return -((1.0 - k) ** gamma) * math.log(k)
 
 
-class DTP(Scheduler):
+class DTP(StepWeighting):
     """One backward per step, weights from the batch KPIs."""
 
     log_columns: ClassVar[tuple[str, ...]] = ("w", "G", "kpi")
@@ -98,32 +98,25 @@ class DTP(Scheduler):
         # Fail when the run starts, not at its first step, for a kind without a KPI.
         self.kpis = {t.name: kpi_function(t.kind, t.name) for t in self.tasks}
         self.kpi: dict[str, float] = {}  # the moving average, unclipped
-        self.applied = AppliedWeights(self.names)
 
     def update_kpi(self, task: str, value: float) -> float:
         a = self.options.kpi_ema
         self.kpi[task] = value if task not in self.kpi else a * value + (1 - a) * self.kpi[task]
         return self.kpi[task]
 
-    def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
-        present = present_tasks(self.names, losses)
-        if not present:
-            return
-
+    def step_weights(self, present: list[str], losses: dict[str, torch.Tensor],
+                     ctx: StepContext) -> dict[str, float]:
         weights = {}
         for t in present:
             value = self.kpis[t](ctx.tasks[t], ctx.outputs[t].detach(), ctx.targets[t])
             weights[t] = focal_weight(self.update_kpi(t, value), self.options.gamma)
-        self.weights.update(weights)
-        self.applied.add(weights)
-        super().backward({t: losses[t] for t in present}, ctx)
+        return weights
 
     def end_epoch(self, epoch: int, losses: dict[str, float],
                   metrics: dict[str, dict[str, float]] | None = None
                   ) -> dict[str, dict[str, Any]]:
         out = super().end_epoch(epoch, losses, metrics)
-        for t, w in self.applied.means(self.weights).items():
-            out[t]["w"] = w
+        for t in out:
             out[t]["kpi"] = self.kpi.get(t, float("nan"))
         return out
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
+from dstcli.schedulers.base import StepContext, TaskInfo
 from dstcli.schedulers.specs.weighting import LBTWOptions
-from dstcli.schedulers.weighting_tools import AppliedWeights, present_tasks
+from dstcli.schedulers.weighting_tools import StepWeighting
 
 # Floor of a reference loss: a first batch already at zero loss must not divide by zero.
 MIN_REFERENCE = 1e-12
@@ -31,38 +31,22 @@ def lbtw_weights(losses: dict[str, float], reference: dict[str, float], alpha: f
     return {t: v * len(raw) / total for t, v in raw.items()}
 
 
-class LBTW(Scheduler):
+class LBTW(StepWeighting):
     """One backward per step; the weights are a function of the step's losses."""
 
     def __init__(self, options: LBTWOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)
         self.reference: dict[str, float] = {}
         self.reference_epoch: int | None = None
-        self.applied = AppliedWeights(self.names)
 
-    def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
+    def step_weights(self, present: list[str], losses: dict[str, torch.Tensor],
+                     ctx: StepContext) -> dict[str, float]:
         if ctx.epoch != self.reference_epoch:
             self.reference, self.reference_epoch = {}, ctx.epoch
-        present = present_tasks(self.names, losses)
-        if not present:
-            return
-
         values = {t: float(losses[t].detach()) for t in present}
         for t in present:
             self.reference.setdefault(t, max(values[t], MIN_REFERENCE))
-        weights = lbtw_weights(values, self.reference, self.options.alpha)
-        self.weights.update(weights)
-        self.applied.add(weights)
-        super().backward({t: losses[t] for t in present}, ctx)
-
-    def end_epoch(self, epoch: int, losses: dict[str, float],
-                  metrics: dict[str, dict[str, float]] | None = None
-                  ) -> dict[str, dict[str, Any]]:
-        out = super().end_epoch(epoch, losses, metrics)
-        # The weights change every batch: log the epoch's mean rather than the last batch's.
-        for t, w in self.applied.means(self.weights).items():
-            out[t]["w"] = w
-        return out
+        return lbtw_weights(values, self.reference, self.options.alpha)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "reference": dict(self.reference),

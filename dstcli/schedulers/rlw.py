@@ -7,13 +7,11 @@ uninterrupted run drew, and two runs with the same seed weight the same steps al
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
+from dstcli.schedulers.base import StepContext, TaskInfo
 from dstcli.schedulers.specs.weighting import RLWOptions
-from dstcli.schedulers.weighting_tools import AppliedWeights, present_tasks
+from dstcli.schedulers.weighting_tools import StepWeighting
 from dstcli.seeding import derived_seed
 
 # This method's random stream, apart from dstcli.seeding's (data order, gates, ...).
@@ -34,28 +32,15 @@ def rlw_weights(seed: int, epoch: int, step: int, names: list[str], present: lis
     return {t: float(v) for t, v in zip(present, w, strict=True)}
 
 
-class RandomLossWeighting(Scheduler):
+class RandomLossWeighting(StepWeighting):
     """One backward per step."""
 
     def __init__(self, options: RLWOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)
         # The mean weight of a draw, until the first step has drawn one.
         self.weights = dict.fromkeys(self.names, 1.0 / len(self.names))
-        self.applied = AppliedWeights(self.names)
 
-    def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
-        present = present_tasks(self.names, losses)
-        if not present:
-            return
-        weights = rlw_weights(self.seed, ctx.epoch, ctx.step, self.names, present)
-        self.weights.update(weights)
-        self.applied.add(weights)
-        super().backward({t: losses[t] for t in present}, ctx)
+    def step_weights(self, present: list[str], losses: dict[str, torch.Tensor],
+                     ctx: StepContext) -> dict[str, float]:
+        return rlw_weights(self.seed, ctx.epoch, ctx.step, self.names, present)
 
-    def end_epoch(self, epoch: int, losses: dict[str, float],
-                  metrics: dict[str, dict[str, float]] | None = None
-                  ) -> dict[str, dict[str, Any]]:
-        out = super().end_epoch(epoch, losses, metrics)
-        for t, w in self.applied.means(self.weights).items():
-            out[t]["w"] = w
-        return out

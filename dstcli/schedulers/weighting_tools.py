@@ -3,8 +3,13 @@ task, and the mean weight a task got over an epoch (for the log)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
+from dstcli.schedulers.options import SchedulerOptions
 
 
 def present_tasks(names: list[str], losses: dict[str, torch.Tensor]) -> list[str]:
@@ -48,4 +53,36 @@ class AppliedWeights:
                for t in self.sums}
         self.sums = dict.fromkeys(self.sums, 0.0)
         self.steps = dict.fromkeys(self.steps, 0)
+        return out
+
+
+class StepWeighting(Scheduler):
+    """A method whose weights change every step: `sum_t w_t L_t` over the step's tasks, with
+    `w` from `step_weights`; the log's `w` is each task's mean over the epoch's steps."""
+
+    def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
+        super().__init__(options, tasks, seed)
+        self.applied = AppliedWeights(self.names)
+
+    def step_weights(self, present: list[str], losses: dict[str, torch.Tensor],
+                     ctx: StepContext) -> dict[str, float]:
+        raise NotImplementedError
+
+    def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
+        present = present_tasks(self.names, losses)
+        if not present:
+            return
+
+        weights = self.step_weights(present, losses, ctx)
+        self.weights.update(weights)
+        self.applied.add(weights)
+        super().backward({t: losses[t] for t in present}, ctx)
+
+    def end_epoch(self, epoch: int, losses: dict[str, float],
+                  metrics: dict[str, dict[str, float]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+        out = super().end_epoch(epoch, losses, metrics)
+        # The weights change every batch: log the epoch's mean rather than the last batch's.
+        for t, w in self.applied.means(self.weights).items():
+            out[t]["w"] = w
         return out
