@@ -44,6 +44,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     encoder_weights: str | None = None
     encoder_norm: str | None = None  # "none" or "batch"; None: the preset's default
+    # Heads moved to another branch point, "task=conv" (Table 7's small network: gender=7).
+    branch: tuple[str, ...] = ()
     # The bilateral network's options (app fingerprint); None elsewhere.
     tie: float | None = None  # soft parameter sharing: coefficient of sum ||theta_P - theta_L||^2
     margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
@@ -121,6 +123,7 @@ class TrainConfig:
                     f"{data.manifest['image'].get('preset')}); prepare again with --preset "
                     f"{self.preset} or train with the data's preset"
                 )
+        found += branch_problems(self.branch, data.tasks)
         for task in data.tasks:
             if data.labelled_count(task.name, "train") == 0:
                 found.append(f"task {task.name} has no labelled training sample in --data "
@@ -174,6 +177,7 @@ class TrainConfig:
         from dstcli.schedulers import resolve
 
         values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        values["branch"] = tuple(values.get("branch", ()))
         if values.get("scheduler_options") is not None:
             entry, _ = resolve(values["scheduler"])
             values["scheduler_options"] = entry.options.from_json(values["scheduler_options"])
@@ -192,3 +196,35 @@ class TrainConfig:
             raise DstError(f"{path} not found: is this a run folder made by `dst train`?") from None
         except (json.JSONDecodeError, TypeError) as e:
             raise DstError(f"{path} is not a valid run configuration ({e})") from e
+
+
+# Task kinds whose head is fully connected and can read any convolution; a decoder cannot.
+MOVABLE_KINDS = ("classification", "landmarks", "pose")
+
+
+def parse_branch(entry: str) -> tuple[str, int]:
+    """`task=conv` -> (task, conv); ValueError with the reason otherwise."""
+    task, sep, conv = entry.partition("=")
+    if not sep or not task or not conv.isdigit():
+        raise ValueError("expected TASK=CONV, e.g. gender=7")
+    return task, int(conv)
+
+
+def branch_problems(entries: tuple[str, ...], tasks: list) -> list[str]:
+    by_name = {t.name: t for t in tasks}
+    found = []
+    for entry in entries:
+        try:
+            task, conv = parse_branch(entry)
+        except ValueError as e:
+            found.append(f"--branch {entry!r}: {e}")
+            continue
+        if task not in by_name:
+            found.append(f"--branch {entry!r}: no task {task!r}; the tasks are "
+                         f"{', '.join(by_name)}")
+        elif by_name[task].kind not in MOVABLE_KINDS:
+            found.append(f"--branch {entry!r}: a {by_name[task].kind} head cannot move; only "
+                         f"{', '.join(MOVABLE_KINDS)} heads can")
+        elif not 1 <= conv <= 13:
+            found.append(f"--branch {entry!r}: the encoder's convolutions are 1..13")
+    return found

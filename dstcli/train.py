@@ -33,7 +33,7 @@ from rich.console import Console
 
 from dstcli.apps import APPS
 from dstcli.apps.base import TaskSpec
-from dstcli.config import TrainConfig
+from dstcli.config import TrainConfig, parse_branch
 from dstcli.data.shards import PreparedData, ShardDataset, open_prepared
 from dstcli.errors import DstError
 from dstcli.models.builders import MODELS
@@ -126,11 +126,18 @@ def build(config: TrainConfig) -> Run:
 
 
 def run_tasks(config: TrainConfig, data: PreparedData) -> list[TaskSpec]:
-    """The prepared data's tasks, with the run's settings that change a task's loss."""
-    if config.margin is None:
-        return data.tasks
-    return [dataclasses.replace(t, scale=config.margin) if t.kind == "contrastive" else t
-            for t in data.tasks]
+    """The prepared data's tasks with the run's changes: a moved head (its depth moves with
+    it: the head keeps its layers), the contrastive margin."""
+    moved = dict(parse_branch(entry) for entry in config.branch)
+    tasks = []
+    for t in data.tasks:
+        if t.name in moved:
+            t = dataclasses.replace(t, branch=moved[t.name],
+                                    depth=t.depth - t.branch + moved[t.name])
+        if t.kind == "contrastive" and config.margin is not None:
+            t = dataclasses.replace(t, scale=config.margin)
+        tasks.append(t)
+    return tasks
 
 
 # ---------------------------------------------------------------------------------------------

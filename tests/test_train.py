@@ -138,3 +138,23 @@ def test_data_for_another_app_or_missing(tmp_path, omniglot_tiny):
     config = TrainConfig(app="omniglot", data=str(tmp_path / "nothing"), out=str(tmp_path))
     with pytest.raises(ConfigError, match="--data: .*not a folder"):
         config.validate()
+
+
+def test_a_head_moved_to_another_convolution_changes_its_depth(omniglot_tiny, tmp_path):
+    from dstcli.schedulers import SCHEDULERS
+
+    options = SCHEDULERS.get("dst").options()
+    run_dir = train(tiny_config(omniglot_tiny, tmp_path / "run", scheduler="dst",
+                                scheduler_options=options, branch=("Alpha=7",)))
+    tasks = {t["name"]: t for t in json.loads((run_dir / "tasks.json").read_text())}
+    assert (tasks["Alpha"]["branch"], tasks["Alpha"]["depth"]) == (7, 11)
+    assert tasks["Beta"]["depth"] == 17
+    rows = [r for r in epoch_rows(run_dir) if r["epoch"] == "1"]
+    assert {r["task"]: float(r["P_d"]) for r in rows}["Alpha"] == pytest.approx(11 / 17)
+
+
+def test_bad_branch_entries(omniglot_tiny, tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(omniglot_tiny, tmp_path / "run", branch=("Alpha", "Nope=3", "Beta=14"))
+    text = str(caught.value)
+    assert "expected TASK=CONV" in text and "no task 'Nope'" in text and "1..13" in text

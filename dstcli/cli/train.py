@@ -19,8 +19,8 @@ from dstcli.errors import ConfigError, DstError
 
 # Flags of the command itself; a scheduler option may not take one of these names.
 FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
-         "device", "workers", "checkpoint_every", "encoder_weights", "encoder_norm", "tie",
-         "margin", "resume")
+         "device", "workers", "checkpoint_every", "encoder_weights", "encoder_norm", "branch",
+         "tie", "margin", "resume")
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
@@ -72,6 +72,9 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
                                          "batch norm after each convolution. [default: the "
                                          "preset's: batch for cpu-tiny and cpu, none for "
                                          "paper]")),
+        ("branch", list[str] | None, opt(None, help="Move a task's head to another encoder "
+                                         "convolution, TASK=CONV (Table 7: gender=7); "
+                                         "repeatable.")),
         ("tie", float | None, opt(None, help="Bilateral network: soft parameter sharing "
                                   "coefficient on sum ||theta_P - theta_L||^2. [default: 1e-3]")),
         ("margin", float | None, opt(None, help="Bilateral network: margin of the contrastive "
@@ -172,6 +175,8 @@ def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
         ])
     options = entry.options.parse({**{k: str(v) for k, v in variant.items()}, **scheduler_given})
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
+    if "branch" in values:
+        values["branch"] = tuple(values["branch"])
     return TrainConfig(**values, scheduler_options=options).resolved()
 
 
@@ -181,6 +186,7 @@ def _differences(config: Any, given: dict[str, Any], scheduler_given: dict[str, 
     found = []
     for key, value in given.items():
         value = str(value) if isinstance(value, Path) else value
+        value = tuple(value) if isinstance(value, list) else value
         if key in saved and saved[key] != value:
             found.append(f"--{key.replace('_', '-')} {value} differs from the saved "
                          f"{saved[key]!r}")

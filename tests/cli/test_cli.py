@@ -48,12 +48,13 @@ def test_prepare_train_eval(glyph_zip, tmp_path):
 
     trained = runner.invoke(app, ["train", "--data", str(data), "--out", str(run),
                                   "--epochs", "1", "--batch-size", "32", "--device", "cpu",
-                                  "--loss-norm", "initial"])
+                                  "--loss-norm", "initial", "--branch", "Alpha=7"])
     assert trained.exit_code == 0, trained.output
     config = json.loads((run / "config.json").read_text())
     assert config["app"] == "omniglot" and config["preset"] == "cpu-tiny"
     assert config["scheduler_options"] == {"loss_norm": "initial"}
     assert config["lr"] == 5e-5  # the paper's rate by default
+    assert config["branch"] == ["Alpha=7"] and config["encoder_norm"] == "batch"
 
     evaluated = runner.invoke(app, ["eval", str(run)])
     assert evaluated.exit_code == 0, evaluated.output
