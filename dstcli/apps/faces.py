@@ -103,13 +103,16 @@ class _FaceApp(App):
         force: bool,
         seed: int | None,
         progress: Callable[[int, int], None] | None,
-        read: Callable[[dict[str, Any]], tuple],
+        read: Callable[[dict[str, Any], Any], tuple],
         extra: dict[str, Any] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
-        """The steps both apps share; `read(protocol)` gives records, split, sources, warnings."""
+        """The steps both apps share; `read(protocol, bad)` gives records, split, sources and
+        warnings, handing bad items to `bad` (dstcli.data.bad_items)."""
         import numpy as np
 
         from dstcli.data import aflw
+        from dstcli.data.bad_items import BadItems
         from dstcli.data.shards import DatasetWriter
         from dstcli.models.presets import get_preset
 
@@ -121,7 +124,8 @@ class _FaceApp(App):
         # The writer comes first so that an existing --out is refused before any reading.
         with DatasetWriter(out, self.name, tasks, (3, *size), protocol, [], preset,
                            label_layout=layout, force=force) as writer:
-            records, is_train, sources, warnings = read(protocol)
+            bad = BadItems(skip_bad)
+            records, is_train, sources, warnings = read(protocol, bad)
             has = {t.name: np.array([t.name in r.has for r in records]) for t in tasks}
             kept, available = aflw.keep_labels(has, is_train, protocol["label_fractions"],
                                                protocol["seed"])
@@ -133,7 +137,8 @@ class _FaceApp(App):
             for w in warnings:
                 writer.warn(w)
             aflw.write_faces(records, is_train, kept, writer, tasks, size, noise,
-                             protocol["seed"], progress)
+                             protocol["seed"], progress, bad)
+            bad.write_report(writer)
             return writer.commit()
 
 
@@ -167,6 +172,7 @@ class AflwApp(_FaceApp):
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         extra: dict[str, Any] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
         """Read an AFLW tree (data/aflw.sqlite, data/flickr/) and write shards; the manifest."""
         from dstcli.data import aflw
@@ -174,8 +180,8 @@ class AflwApp(_FaceApp):
 
         raw = Path(raw)
 
-        def read(protocol: dict[str, Any]) -> tuple:
-            records, warnings = aflw.scan(raw, protocol["crop_margin"])
+        def read(protocol: dict[str, Any], bad: Any) -> tuple:
+            records, warnings = aflw.scan(raw, protocol["crop_margin"], bad)
             n = len(records)
             # Table 1's 17,000 of 24,384, in proportion for any other number of faces.
             n_train = round(n * protocol["train_faces"] / protocol["of_faces"])
@@ -183,7 +189,7 @@ class AflwApp(_FaceApp):
             sources = [source_record(raw / aflw.SQLITE), source_record(raw / aflw.IMAGES)]
             return records, is_train, sources, warnings
 
-        return self._write(out, preset, force, seed, progress, read, extra)
+        return self._write(out, preset, force, seed, progress, read, extra, skip_bad)
 
     def prepare_synthetic(
         self,
@@ -193,6 +199,7 @@ class AflwApp(_FaceApp):
         force: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
         """Write n synthetic faces into `<out>.raw/`, then prepare them like the real AFLW.
 
@@ -233,7 +240,7 @@ class AflwApp(_FaceApp):
 
         extra = {"synthetic": {"faces": n, "seed": generator_seed, "raw": str(raw)}}
         return self.prepare(raw, out, preset, force=force, seed=seed, progress=progress,
-                            extra=extra)
+                            extra=extra, skip_bad=skip_bad)
 
 
 @register_app
@@ -261,6 +268,7 @@ class MtflApp(_FaceApp):
         force: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
         """Read an MTFL tree (training.txt and/or testing.txt) and write shards; the manifest."""
         from dstcli.data import mtfl
@@ -268,10 +276,10 @@ class MtflApp(_FaceApp):
 
         raw = Path(raw)
 
-        def read(protocol: dict[str, Any]) -> tuple:
-            found, warnings = mtfl.scan(raw)
+        def read(protocol: dict[str, Any], bad: Any) -> tuple:
+            found, warnings = mtfl.scan(raw, bad)
             records, is_train = mtfl.split(found, protocol["test_fraction"], protocol["seed"])
             protocol["annotations"] = sorted(found)
             return records, is_train, [source_record(raw)], warnings
 
-        return self._write(out, preset, force, seed, progress, read)
+        return self._write(out, preset, force, seed, progress, read, skip_bad=skip_bad)

@@ -231,7 +231,9 @@ def _encode_pair(row, size: tuple[int, int], allowed: set[str]
 
 
 def _write_split(writer, placed: list, size: tuple[int, int], sources: dict[str, Any],
-                 tasks: list[TaskSpec], advance: Callable[[int], None]) -> None:
+                 tasks: list[TaskSpec], advance: Callable[[int], None], bad: Any) -> None:
+    """Encode and append the pairs a block at a time; a pair that does not decode goes to
+    `bad` (a BadItems), and its block is written without it."""
     import numpy as np
 
     for start in range(0, len(placed), BLOCK):
@@ -242,16 +244,26 @@ def _write_split(writer, placed: list, size: tuple[int, int], sources: dict[str,
                            else np.zeros((n, *size), dtype=np.uint8) if t.kind == "segmentation"
                            else np.zeros(n, dtype=np.float32)) for t in tasks}
         masks = {t.name: np.zeros(n, dtype=np.uint8) for t in tasks}
-        ids = []
+        ids, good = [], []
         for j, row in enumerate(block):
             allowed = set(source_rule(sources, row.source)["tasks"])
-            images[j], values = _encode_pair(row, size, allowed)
+            try:
+                images[j], values = _encode_pair(row, size, allowed)
+            except DataError as e:
+                bad.reject(row.where, e)
+                continue
+            good.append(j)
             for task, value in values.items():
                 if value is not None:
                     labels[task][j] = value
                     masks[task][j] = 1
             ids.append(f"{row.csv}:row {row.row}")
-        writer.append(images, labels, masks, ids)
+        if len(good) < n:
+            images = images[good]
+            labels = {t: a[good] for t, a in labels.items()}
+            masks = {t: a[good] for t, a in masks.items()}
+        if good:
+            writer.append(images, labels, masks, ids)
         advance(n)
 
 
@@ -276,8 +288,14 @@ class FingerprintApp(App):
         progress: Callable[[int, int], None] | None = None,
         *,
         protocol_extra: dict[str, Any] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
-        """Read pair manifests and write pair shards; returns the prepared manifest."""
+        """Read pair manifests and write pair shards; returns the prepared manifest.
+
+        With skip_bad, rows with problems and pairs that do not decode are left out and
+        listed in skipped.csv instead of failing the prepare.
+        """
+        from dstcli.data.bad_items import BadItems
         from dstcli.data.pair_manifest import read_pair_manifest
         from dstcli.data.shards import DatasetWriter, source_record
         from dstcli.models.presets import get_preset
@@ -297,8 +315,9 @@ class FingerprintApp(App):
         if len(set(seen)) != len(seen):
             raise DataError("a pair manifest is given twice; pass each --manifest once")
         rows = []
+        bad = BadItems(skip_bad)
         for m in manifests:
-            rows.extend(read_pair_manifest(m, tuple(spec["classes"])))
+            rows.extend(read_pair_manifest(m, tuple(spec["classes"]), bad=bad))
         placed, warnings = split_pairs(rows, spec["sources"], protocol["test_fraction"],
                                        protocol["seed"])
 
@@ -319,7 +338,8 @@ class FingerprintApp(App):
                 writer.warn(w)
             for split in ("train", "test"):
                 _write_split(writer.split(split), [r for r, s in placed if s == split], size,
-                             spec["sources"], tasks, advance)
+                             spec["sources"], tasks, advance, bad)
+            bad.write_report(writer)
             return writer.commit()
 
     def prepare_synthetic(
@@ -330,6 +350,7 @@ class FingerprintApp(App):
         force: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
         """Draw n synthetic pairs into `<out>.raw/`, then prepare them into out."""
         from dstcli.data.shards import MANIFEST
@@ -372,4 +393,4 @@ class FingerprintApp(App):
 
         extra = {"synthetic": {"pairs": n, "seed": seed, "raw": str(raw)}}
         return self.prepare([raw / "pairs.csv"], out, preset, force=force, seed=seed,
-                            progress=second_half, protocol_extra=extra)
+                            progress=second_half, protocol_extra=extra, skip_bad=skip_bad)

@@ -28,9 +28,15 @@ class OmniglotApp(App):
         force: bool = False,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        skip_bad: bool = False,
     ) -> dict[str, Any]:
-        """Read the official layout and write shards; returns the manifest."""
+        """Read the official layout and write shards; returns the manifest.
+
+        With skip_bad, stray files, duplicates and undecodable drawings are left out and
+        listed in skipped.csv instead of failing the prepare.
+        """
         from dstcli.data import omniglot
+        from dstcli.data.bad_items import BadItems
         from dstcli.data.shards import DatasetWriter, source_record
         from dstcli.models.presets import get_preset
 
@@ -40,7 +46,8 @@ class OmniglotApp(App):
             protocol["seed"] = seed
         size = get_preset(preset).input_size(self.name)
 
-        alphabets, warnings = omniglot.scan(raw)
+        bad = BadItems(skip_bad)
+        alphabets, warnings = omniglot.scan(raw, bad)
         tasks = [
             TaskSpec(
                 name=a.name,
@@ -67,5 +74,6 @@ class OmniglotApp(App):
             for w in warnings:
                 writer.warn(w)
             omniglot.write_shards(alphabets, writer, size, protocol["test_fraction"],
-                                  protocol["seed"], advance)
+                                  protocol["seed"], advance, bad)
+            bad.write_report(writer)
             return writer.commit()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import typer
 
 from dstcli import __version__
+from dstcli.cli import ablate as ablate_cmd
 from dstcli.cli import demo as demo_cmd
 from dstcli.cli import evaluate as eval_cmd
+from dstcli.cli import plot as plot_cmd
 from dstcli.cli import prepare as prepare_cmd
 from dstcli.cli import replay as replay_cmd
+from dstcli.cli import tables as tables_cmd
 from dstcli.cli import train as train_cmd
 
 app = typer.Typer(
@@ -28,6 +31,9 @@ train_cmd.register(app)
 eval_cmd.register(app)
 replay_cmd.register(app)
 demo_cmd.register(app)
+ablate_cmd.register(app)
+tables_cmd.register(app)
+plot_cmd.register(app)
 
 
 def _version(value: bool) -> None:

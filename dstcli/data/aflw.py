@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dstcli.data.bad_items import BadItems
 from dstcli.errors import DataError
 
 SQLITE = Path("data") / "aflw.sqlite"
@@ -203,8 +204,13 @@ def write_faces(
     noise: Noise,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    bad: BadItems | None = None,
 ) -> None:
-    """Decode, crop, corrupt and append every face, a block at a time, train then test."""
+    """Decode, crop, corrupt and append every face, a block at a time, train then test.
+
+    A face whose image does not decode goes to `bad`, and its block is written without it.
+    """
+    bad = bad if bad is not None else BadItems()
     h, w = size
     layout = label_layout(tasks, (3, h, w))
     total = len(records)
@@ -221,12 +227,18 @@ def write_faces(
                 fill = -1 if t.kind == "classification" else 0
                 labels[t.name] = np.full((n, *shape), fill, dtype=dtype)
             masks = {t.name: kept[t.name][block].astype(np.uint8) for t in tasks}
-            ids = []
+            ids, good = [], []
             for i, r in enumerate(block):
                 record = records[r]
                 if last[0] != record.path:
-                    last = (record.path, decode(record.path, record.where or record.sample_id))
+                    where = record.where or record.sample_id
+                    try:
+                        last = (record.path, decode(record.path, where))
+                    except DataError as e:
+                        bad.reject(where, e)
+                        continue
                 img = last[1]
+                good.append(i)
                 clean = crop_resize(img, record.box, size)
                 images[i] = noise.apply(clean, stream(seed, NOISE_STREAM, record.sample_id))
                 box = record.box or (0.0, 0.0, float(img.size[0]), float(img.size[1]))
@@ -240,7 +252,12 @@ def write_faces(
                     else:
                         labels[t.name][i] = record.labels[t.name]
                 ids.append(record.sample_id)
-            writer.split(split).append(images, labels, masks, ids)
+            if len(good) < n:
+                images = images[good]
+                labels = {t: a[good] for t, a in labels.items()}
+                masks = {t: a[good] for t, a in masks.items()}
+            if good:
+                writer.split(split).append(images, labels, masks, ids)
             done += n
             if progress is not None:
                 progress(done, total)
@@ -306,8 +323,13 @@ def _pose(row: tuple | None) -> np.ndarray | None:
     return angles.astype(np.float32)
 
 
-def scan(root: Path, margin: float) -> tuple[list[FaceRecord], list[str]]:
-    """Every usable face of an AFLW tree, by face_id, and what was noticed on the way."""
+def scan(root: Path, margin: float,
+         bad: BadItems | None = None) -> tuple[list[FaceRecord], list[str]]:
+    """Every usable face of an AFLW tree, by face_id, and what was noticed on the way.
+
+    A face naming no image row, a face_id met twice, or a missing image goes to `bad`.
+    """
+    bad = bad if bad is not None else BadItems()
     root = Path(root)
     path = root / SQLITE
     if not root.is_dir():
@@ -350,10 +372,19 @@ def scan(root: Path, margin: float) -> tuple[list[FaceRecord], list[str]]:
 
     records: list[FaceRecord] = []
     no_rect, outside = [], 0
+    seen: set[Any] = set()
     for face_id, file_id in faces:
+        if face_id in seen:
+            bad.reject(f"face {face_id}", DataError(
+                f"{path}: face_id {face_id} has more than one row in table Faces; a face is "
+                "one sample, remove the duplicate row"))
+            continue
+        seen.add(face_id)
         if file_id not in images:
-            raise DataError(f"{path}: face {face_id} names file_id {file_id!r}, which has no "
-                            "row in table FaceImages; the database is incomplete")
+            bad.reject(f"face {face_id}", DataError(
+                f"{path}: face {face_id} names file_id {file_id!r}, which has no row in table "
+                "FaceImages; the database is incomplete"))
+            continue
         filepath = str(images[file_id]).replace("\\", "/")
         rect = rects.get(face_id)
         if rect is None or any(v is None for v in rect) or rect[2] <= 0 or rect[3] <= 0:
@@ -388,12 +419,15 @@ def scan(root: Path, margin: float) -> tuple[list[FaceRecord], list[str]]:
     if stray:
         warnings.append(f"{stray} FeatureCoords row(s) with a feature_id outside 1..{POINTS} "
                         "were ignored")
-    if not records:
-        raise DataError(f"{path}: no usable faces (table Faces is empty, or no face has a "
-                        "FaceRect)")
+    present = []
     for record in records:
         if not record.path.is_file():
-            raise DataError(f"{record.where}: image {record.path} is missing (FaceImages."
-                            f"filepath is relative to {root / IMAGES}); restore the file from "
-                            "the AFLW distribution")
-    return records, warnings
+            bad.reject(record.where, DataError(
+                f"{record.where}: image {record.path} is missing (FaceImages.filepath is "
+                f"relative to {root / IMAGES}); restore the file from the AFLW distribution"))
+            continue
+        present.append(record)
+    if not present:
+        raise DataError(f"{path}: no usable faces (table Faces is empty, no face has a "
+                        "FaceRect, or every image was left out)")
+    return present, warnings

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dstcli.data.aflw import FaceRecord
+from dstcli.data.bad_items import BadItems
 from dstcli.errors import DataError
 
 ANNOTATIONS = ("training.txt", "testing.txt")
@@ -43,8 +44,10 @@ COLUMN_NAMES = {11: "gender", 12: "smile", 13: "glasses", 14: "head pose"}
 LANDMARK_SCALE = 1.0
 
 
-def read_annotations(path: Path, root: Path) -> list[FaceRecord]:
-    """Every line of one annotation file as a FaceRecord; a bad line is named."""
+def read_annotations(path: Path, root: Path, bad: BadItems | None = None) -> list[FaceRecord]:
+    """Every line of one annotation file as a FaceRecord; a bad line is named (or, with
+    --skip-bad, left to `bad`)."""
+    bad = bad if bad is not None else BadItems()
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -55,48 +58,68 @@ def read_annotations(path: Path, root: Path) -> list[FaceRecord]:
         if not fields:
             continue
         where = f"{path}:{number}"
-        if len(fields) != FIELDS:
-            raise DataError(f"{where}: {len(fields)} fields, expected {FIELDS} (path, x1..x5, "
-                            "y1..y5, gender, smile, glasses, pose)")
-        rel = fields[0].replace("\\", "/").lstrip("/")
         try:
-            coords = np.array([float(v) for v in fields[1:1 + 2 * POINTS]])
-        except ValueError as e:
-            raise DataError(f"{where}: a landmark coordinate is not a number ({e})") from e
-        if not np.isfinite(coords).all():
-            raise DataError(f"{where}: a landmark coordinate is not finite")
-        record = FaceRecord(sample_id=f"{path.name}:{number}:{rel}", path=root / rel, box=None,
-                            points=np.stack([coords[:POINTS], coords[POINTS:]], axis=1),
-                            has={"landmarks", "denoising"}, where=where)
-        for column, (task, codes) in CODES.items():
-            raw = fields[column]
-            value = int(raw) if raw.lstrip("-").isdigit() else None
-            if value not in codes:
-                raise DataError(f"{where}: {COLUMN_NAMES[column]} is {raw!r}, expected one of "
-                                f"{', '.join(map(str, codes))}")
-            record.give(task, codes[value])
-        records.append(record)
+            records.append(_record(fields, where, path, number, root))
+        except DataError as e:
+            bad.reject(where, e)
     if not records:
-        raise DataError(f"{path}: no annotation lines")
+        raise DataError(f"{path}: no usable annotation lines")
     return records
 
 
-def scan(root: Path) -> tuple[dict[str, list[FaceRecord]], list[str]]:
-    """The annotation files found under root, by name, with every image checked present."""
+def _record(fields: list[str], where: str, path: Path, number: int, root: Path) -> FaceRecord:
+    """One annotation line's fields as a FaceRecord; a DataError names what is wrong."""
+    if len(fields) != FIELDS:
+        raise DataError(f"{where}: {len(fields)} fields, expected {FIELDS} (path, x1..x5, "
+                        "y1..y5, gender, smile, glasses, pose)")
+    rel = fields[0].replace("\\", "/").lstrip("/")
+    try:
+        coords = np.array([float(v) for v in fields[1:1 + 2 * POINTS]])
+    except ValueError as e:
+        raise DataError(f"{where}: a landmark coordinate is not a number ({e})") from e
+    if not np.isfinite(coords).all():
+        raise DataError(f"{where}: a landmark coordinate is not finite")
+    record = FaceRecord(sample_id=f"{path.name}:{number}:{rel}", path=root / rel, box=None,
+                        points=np.stack([coords[:POINTS], coords[POINTS:]], axis=1),
+                        has={"landmarks", "denoising"}, where=where)
+    for column, (task, codes) in CODES.items():
+        raw = fields[column]
+        value = int(raw) if raw.lstrip("-").isdigit() else None
+        if value not in codes:
+            raise DataError(f"{where}: {COLUMN_NAMES[column]} is {raw!r}, expected one of "
+                            f"{', '.join(map(str, codes))}")
+        record.give(task, codes[value])
+    return record
+
+
+def scan(root: Path, bad: BadItems | None = None
+         ) -> tuple[dict[str, list[FaceRecord]], list[str]]:
+    """The annotation files found under root, by name, with every image checked present.
+
+    A bad line or a missing image fails the scan, or with --skip-bad goes to `bad`.
+    """
+    bad = bad if bad is not None else BadItems()
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder (--raw must be the MTFL root, holding "
                         "training.txt and/or testing.txt and the image folders they name)")
-    found = {name: read_annotations(root / name, root) for name in ANNOTATIONS
+    found = {name: read_annotations(root / name, root, bad) for name in ANNOTATIONS
              if (root / name).is_file()}
     if not found:
         raise DataError(f"{root}: neither training.txt nor testing.txt is there; --raw must be "
                         "the MTFL root")
-    for records in found.values():
+    for name, records in found.items():
+        present = []
         for record in records:
             if not record.path.is_file():
-                raise DataError(f"{record.where}: image {record.path} is missing; "
-                                "restore it from the MTFL distribution")
+                bad.reject(record.where, DataError(
+                    f"{record.where}: image {record.path} is missing; restore it from the MTFL "
+                    "distribution"))
+                continue
+            present.append(record)
+        if not present:
+            raise DataError(f"{root / name}: none of its images is there")
+        found[name] = present
     warnings = []
     if len(found) == 1:
         (name,) = found

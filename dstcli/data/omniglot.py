@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dstcli.data.bad_items import BadItems
 from dstcli.errors import DataError
 
 CHARACTER_DIR = re.compile(r"^character(\d+)$")
@@ -100,8 +101,12 @@ def _folder_entries(root: Path) -> Iterator[tuple[list[str], str, Callable[[], b
         yield rel.split("/"), str(path), path.read_bytes
 
 
-def scan(inputs: list[Path]) -> tuple[list[Alphabet], list[str]]:
-    """Find every alphabet in the inputs; an alphabet seen twice is taken once, with a warning."""
+def scan(inputs: list[Path], bad: BadItems | None = None) -> tuple[list[Alphabet], list[str]]:
+    """Find every alphabet in the inputs; an alphabet seen twice is taken once, with a warning.
+
+    A stray file inside an alphabet or a drawing met twice in one input goes to `bad`.
+    """
+    bad = bad if bad is not None else BadItems()
     alphabets: dict[str, Alphabet] = {}
     warnings: list[str] = []
     for raw in inputs:
@@ -110,11 +115,23 @@ def scan(inputs: list[Path]) -> tuple[list[Alphabet], list[str]]:
             raise DataError(f"{raw}: no such file or folder (--raw)")
         entries = _folder_entries(raw) if raw.is_dir() else _zip_entries(raw)
         found: dict[str, Alphabet] = {}
+        seen: dict[tuple[str, str, str], str] = {}
         for parts, where, load in entries:
-            placed = _classify(parts, where)
+            try:
+                placed = _classify(parts, where)
+            except DataError as e:
+                bad.reject(where, e)
+                continue
             if placed is None:
                 continue
             alphabet, character, name = placed
+            # A zip and its unpacked tree in one folder would give every drawing twice.
+            key = (alphabet, character, name.lower())
+            if key in seen:
+                bad.reject(where, DataError(f"{where}: duplicate of {seen[key]} (the same "
+                                            "alphabet, character and drawing); keep one copy"))
+                continue
+            seen[key] = where
             drawer = int(DRAWING_FILE.match(name).group(2))
             entry = found.setdefault(alphabet, Alphabet(alphabet, str(raw)))
             entry.drawings.setdefault(character, []).append(Drawing(character, drawer, where,
@@ -177,8 +194,13 @@ def write_shards(
     test_fraction: float,
     seed: int,
     progress: Callable[[int], None] = lambda n: None,
+    bad: BadItems | None = None,
 ) -> None:
-    """Decode every drawing and append it to the train or test split, alphabet by alphabet."""
+    """Decode every drawing and append it to the train or test split, alphabet by alphabet.
+
+    A drawing that does not decode goes to `bad`; the split of the others does not move.
+    """
+    bad = bad if bad is not None else BadItems()
     names = [a.name for a in alphabets]
     for alphabet in alphabets:
         blocks: dict[str, dict[str, list]] = {
@@ -190,7 +212,12 @@ def write_shards(
                                      seed)
             for i, drawing in enumerate(drawings):
                 split = "test" if i in held_out else "train"
-                blocks[split]["images"].append(decode(drawing, size))
+                try:
+                    image = decode(drawing, size)
+                except DataError as e:
+                    bad.reject(drawing.where, e)
+                    continue
+                blocks[split]["images"].append(image)
                 blocks[split]["labels"].append(label)
                 blocks[split]["ids"].append(drawing.where)
             progress(len(drawings))

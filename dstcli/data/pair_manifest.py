@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dstcli.data.bad_items import SKIP_HINT, BadItems
 from dstcli.errors import DataError
 
 COLUMNS = (
@@ -163,7 +164,7 @@ class _Problems:
             text += f"\n  - ... and {more} more"
         raise DataError(
             f"{self.csv}: {len(self.lines)} problem(s) in the pair manifest (columns and values "
-            f"are described in docs/data/fingerprint.md):\n{text}"
+            f"are described in docs/data/fingerprint.md):\n{text}\n({SKIP_HINT})"
         )
 
 
@@ -173,13 +174,16 @@ def _resolve(cell: str, base: Path) -> Path:
 
 
 def read_pair_manifest(
-    path: Path, classes: tuple[str, ...] | None = None, check_files: bool = True
+    path: Path, classes: tuple[str, ...] | None = None, check_files: bool = True,
+    bad: BadItems | None = None,
 ) -> list[PairRow]:
     """Read and check a pair manifest; raises one DataError listing every problem found.
 
     With check_files, every image and mask must exist and every mask must have its image's
-    size (read from the file headers, not decoded).
+    size (read from the file headers, not decoded). When `bad` skips (--skip-bad), a row with
+    problems is left out and handed to it instead; the header's problems still fail.
     """
+    bad = bad if bad is not None else BadItems()
     path = Path(path)
     classes = tuple(normalise_class(c) for c in (classes or default_classes()))
     class_index = {c: i for i, c in enumerate(classes)}
@@ -203,13 +207,21 @@ def read_pair_manifest(
                 if not any(c.strip() for c in cells):
                     continue
                 where = f"{path} row {number} (line {reader.line_num})"
+                before = len(problems.lines)
+                row = None
                 if len(cells) != len(header):
                     problems.add(where, f"{len(cells)} cells where the header has "
                                  f"{len(header)}; a cell holding a comma must be quoted")
+                else:
+                    values = {h: c.strip() for h, c in zip(header, cells, strict=True)}
+                    row = _check_row(values, path, number, reader.line_num, base, class_index,
+                                     classes, problems, check_files)
+                if bad.skip and len(problems.lines) > before:
+                    # Every problem stays a list without --skip-bad; with it, the row goes.
+                    found = problems.lines[before:]
+                    del problems.lines[before:]
+                    bad.reject(where, DataError("; ".join(found)))
                     continue
-                values = {h: c.strip() for h, c in zip(header, cells, strict=True)}
-                row = _check_row(values, path, number, reader.line_num, base, class_index,
-                                 classes, problems, check_files)
                 if row is not None:
                     rows.append(row)
     except UnicodeDecodeError as e:

@@ -375,6 +375,64 @@ def open_prepared(root: Path) -> PreparedData:
     return PreparedData(root, manifest)
 
 
+def finished_prepare(root: Path, app: str) -> PreparedData | None:
+    """The prepared folder at root when a prepare of `app` finished there, else None.
+
+    `dst prepare` calls this before reading any raw data, so that a finished prepare is not
+    redone (hours for the real sets) unless --force; a folder that is damaged, half there or
+    of another app is not "finished" and the writer refuses it as before.
+    """
+    try:
+        data = open_prepared(root)
+    except DataError:
+        return None
+    return data if data.app == app else None
+
+
+def verify_prepared(root: Path) -> list[str]:
+    """Every problem of a prepared folder, deeper than open_prepared: each shard opened.
+
+    Checks the manifest (schema version, shard sizes), then in each shard the schema version
+    attribute and the row count of every dataset against the manifest. Returns [] when whole.
+    """
+    import h5py
+
+    try:
+        data = open_prepared(root)
+    except DataError as e:
+        return [str(e)]
+    problems = []
+    names = [t.name for t in data.tasks]
+    keys = ["images", "sample_id"] + [f"{kind}/{t}" for t in names for kind in ("labels", "Z")]
+    for split in SPLITS:
+        for shard in data.manifest["splits"][split]["shards"]:
+            path = data.root / shard["file"]
+            try:
+                f = h5py.File(path, "r")
+            except OSError as e:
+                problems.append(f"shard {path} does not open as HDF5 ({e}); prepare the data "
+                                "again")
+                continue
+            with f:
+                version = f.attrs.get("schema_version")
+                if version != SCHEMA_VERSION:
+                    problems.append(f"shard {path} has schema version {version}, the "
+                                    f"manifest {SCHEMA_VERSION}; prepare the data again")
+                for key in keys:
+                    try:
+                        rows = f[key].shape[0]
+                        _ = f[key][max(0, rows - 1):rows]  # the last chunk must read
+                    except (KeyError, OSError) as e:
+                        problems.append(f"shard {path}: dataset {key} is missing or unreadable "
+                                        f"({e}); prepare the data again")
+                        continue
+                    if rows != shard["samples"]:
+                        problems.append(f"shard {path}: dataset {key} has {rows} rows, the "
+                                        f"manifest says {shard['samples']}; prepare the data "
+                                        "again")
+    return problems
+
+
 def _read_rows(ds, rows: np.ndarray) -> np.ndarray:
     """Read arbitrary rows of an HDF5 dataset: h5py wants increasing, unique indices."""
     order = np.argsort(rows, kind="stable")

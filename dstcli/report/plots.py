@@ -63,3 +63,50 @@ def plot_schedule(run_dir: Path, out: Path | None = None, formats: tuple[str, ..
         written.append(path)
     plt.close(figure)
     return written
+
+
+def plot_compare(run_dirs: list[Path], out: Path, formats: tuple[str, ...] = ("png",)
+                 ) -> list[Path]:
+    """Overlay several runs' training losses V, one panel per task; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if len(run_dirs) < 2:
+        raise DstError("--compare needs at least two run folders")
+    logs = {_run_name(Path(r)): read_epochs(r) for r in run_dirs}
+    tasks = list(dict.fromkeys(t for log in logs.values() for t in log["task"]))
+    columns = min(len(tasks), 3)
+    rows = -(-len(tasks) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.3 * columns, 3.2 * rows),
+                                squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for name, log in logs.items():
+            part = log[log["task"] == task].sort_values("epoch")
+            if len(part):
+                ax.plot(part["epoch"], part["V"], label=name)
+        ax.set_title(f"{task}: training loss V")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    figure.tight_layout()
+    written = []
+    for fmt in formats:
+        path = Path(out).with_suffix(f".{fmt}")
+        figure.savefig(path, dpi=120)
+        written.append(path)
+    plt.close(figure)
+    return written
+
+
+def _run_name(run_dir: Path) -> str:
+    """A run's legend entry: its sweep label and seed when dst ablate made it."""
+    import json
+
+    sweep = run_dir / "sweep.json"
+    if sweep.is_file():
+        meta = json.loads(sweep.read_text())
+        return f"{meta.get('label', run_dir.name)} (seed {meta.get('seed', 0)})"
+    return run_dir.name

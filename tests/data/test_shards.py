@@ -24,7 +24,7 @@ def block(n: int, start: int = 0):
     return images, labels, masks, [f"s{start + i}" for i in range(n)]
 
 
-def write(out, max_shard_bytes=64 * 7, **kw):
+def write(out, max_shard_bytes=80 * 7, **kw):
     with DatasetWriter(out, "omniglot", TASKS, (1, 8, 8), {"seed": 3}, [], "cpu-tiny",
                        max_shard_bytes=max_shard_bytes, **kw) as writer:
         writer.split("train").append(*block(10))
@@ -37,7 +37,8 @@ def test_shards_are_bounded_and_read_back(tmp_path):
     manifest = write(tmp_path / "d")
     shards = manifest["splits"]["train"]["shards"]
 
-    assert [s["samples"] for s in shards] == [7, 7, 1]  # 7 images of 64 bytes per shard
+    # A sample is 64 image bytes and two int64 labels: 80 bytes, 7 to a shard.
+    assert [s["samples"] for s in shards] == [7, 7, 1]
     data = open_prepared(tmp_path / "d")
     dataset = ShardDataset(data, "train")
     order = np.array([14, 0, 7, 3, 3])

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from dstcli.cli.common import user_errors
-from dstcli.cli.prepare import app, report
+from dstcli.cli.prepare import SKIP_BAD_HELP, already_prepared, app, report
 
 PRESET_HELP = "Size preset whose input size the faces get: cpu-tiny, cpu or paper."
 FORCE_HELP = "Replace an existing prepared folder."
@@ -34,6 +34,7 @@ def aflw(
                                     "and the synthetic faces (default: the protocol's, "
                                     "data_manifests/aflw.toml)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
 ) -> None:
     """AFLW: gender, spectacles, 21 landmarks, pose and denoising, Table 1's protocol."""
     from dstcli.apps import APPS
@@ -45,9 +46,14 @@ def aflw(
     get_preset(preset)
     app_ = APPS.get("aflw")
     if synthetic is not None:
-        manifest = app_.prepare_synthetic(synthetic, out_dir, preset, force=force, seed=seed)
+        # A synthetic set is redrawn in seconds; its own checks refuse an existing --out.
+        manifest = app_.prepare_synthetic(synthetic, out_dir, preset, force=force, seed=seed,
+                                          skip_bad=skip_bad)
+    elif already_prepared("aflw", out_dir, force):
+        return
     else:
-        manifest = app_.prepare(raw, out_dir, preset, force=force, seed=seed)
+        manifest = app_.prepare(raw, out_dir, preset, force=force, seed=seed,
+                                skip_bad=skip_bad)
     report(manifest, out_dir)
 
 
@@ -62,11 +68,15 @@ def mtfl(
                                     "the label shares and the noise (default: the protocol's, "
                                     "data_manifests/mtfl.toml)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
 ) -> None:
     """MTFL: gender, spectacles, 5 landmarks, smile, 5 pose bins and denoising."""
     from dstcli.apps import APPS
     from dstcli.models.presets import get_preset
 
     get_preset(preset)
-    manifest = APPS.get("mtfl").prepare(raw, out_dir, preset, force=force, seed=seed)
+    if already_prepared("mtfl", out_dir, force):
+        return
+    manifest = APPS.get("mtfl").prepare(raw, out_dir, preset, force=force, seed=seed,
+                                        skip_bad=skip_bad)
     report(manifest, out_dir)

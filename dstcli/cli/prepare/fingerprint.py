@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from dstcli.cli.common import out, user_errors
-from dstcli.cli.prepare import app, report
+from dstcli.cli.prepare import SKIP_BAD_HELP, already_prepared, app, report
 from dstcli.errors import DataError
 
 manifest_app = typer.Typer(
@@ -46,6 +46,7 @@ def fingerprint(
                                     "data_manifests/fingerprint.toml."),
     force: bool = typer.Option(False, "--force", help="Replace an existing prepared folder "
                                "(and, with --synthetic, its raw set)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
 ) -> None:
     """Fingerprint-latent pairs: two pattern classes, two masks and matching (Table 2)."""
     from dstcli.apps import APPS
@@ -57,11 +58,15 @@ def fingerprint(
     get_preset(preset)
     fingerprint_app = APPS.get("fingerprint")
     if synthetic is not None:
+        # A synthetic set is redrawn in seconds; its own checks refuse an existing --out.
         manifest_out = fingerprint_app.prepare_synthetic(synthetic, out_dir, preset,
-                                                         force=force, seed=seed)
+                                                         force=force, seed=seed,
+                                                         skip_bad=skip_bad)
+    elif already_prepared("fingerprint", out_dir, force):
+        return
     else:
         manifest_out = fingerprint_app.prepare(manifest, out_dir, preset, force=force,
-                                               seed=seed)
+                                               seed=seed, skip_bad=skip_bad)
     report(manifest_out, out_dir)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dstcli.cli.common import user_errors
-from dstcli.cli.prepare import app, report
+from dstcli.cli.prepare import SKIP_BAD_HELP, already_prepared, app, report
 
 
 @app.command("omniglot")
@@ -22,11 +22,15 @@ def omniglot(
     seed: int | None = typer.Option(None, help="Seed of the 20% test split (default: the "
                                     "protocol's, data_manifests/omniglot.toml)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing prepared folder."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
 ) -> None:
     """Omniglot: one classification task per alphabet, 20% of each character held out."""
     from dstcli.apps import APPS
     from dstcli.models.presets import get_preset
 
     get_preset(preset)
-    manifest = APPS.get("omniglot").prepare(raw, out_dir, preset, force=force, seed=seed)
+    if already_prepared("omniglot", out_dir, force):
+        return
+    manifest = APPS.get("omniglot").prepare(raw, out_dir, preset, force=force, seed=seed,
+                                            skip_bad=skip_bad)
     report(manifest, out_dir)

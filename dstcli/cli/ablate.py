@@ -1,0 +1,106 @@
+"""`dst ablate SWEEP`: every run of one of the paper's tables, resumable, locally or on Slurm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dstcli.cli.common import err, out, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ablate")
+    @user_errors
+    def ablate(
+        sweep_name: str = typer.Argument(..., metavar="SWEEP",
+                                         help="A sweep in experiments/ (methods, lambdas, "
+                                         "table7, init, loss-norm) or the path of a .toml."),
+        app_name: str | None = typer.Option(None, "--app", help="Application; default: the "
+                                            "sweep's own (aflw for the ablations)."),
+        data: Path | None = typer.Option(None, help="Prepared data folder (dst prepare); "
+                                         "optional with --dry-run."),
+        seeds: int = typer.Option(1, help="Seeds 0 .. N-1 for every row."),
+        jobs: int = typer.Option(1, help="Runs at a time (processes, or Slurm array tasks)."),
+        out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder of the run folders "
+                                     "(OUT/APP/RUN_ID)."),
+        epochs: int | None = typer.Option(None, help="Training epochs of every run."),
+        preset: str | None = typer.Option(None, help="Model preset of every run."),
+        device: str | None = typer.Option(None, help="Device of every run (auto, cpu, cuda)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; train nothing."),
+        all_schedulers: bool = typer.Option(False, "--all-schedulers",
+                                            help="Add a row for every other registered "
+                                            "scheduler, with its defaults."),
+        launcher: str = typer.Option("local", help="local (process pool), slurm (submitit), "
+                                     "or submitit-local (the Slurm path on this machine)."),
+        partition: str | None = typer.Option(None, help="Slurm partition (--launcher slurm)."),
+        time_min: int = typer.Option(240, "--time", help="Slurm time limit per run, minutes."),
+        gpus: int = typer.Option(1, help="GPUs per Slurm job."),
+    ) -> None:
+        """Train and evaluate a sweep's rows over seeds; finished runs are skipped."""
+        from dstcli.errors import ConfigError, DstError
+        from dstcli.sweep import Launcher, find_sweep, load_sweep, plan, plan_problems, run_sweep
+
+        sweep = load_sweep(find_sweep(sweep_name))
+        if all_schedulers:
+            sweep = sweep.with_all_schedulers()
+        app_name = app_name or sweep.app
+        problems = []
+        if app_name is None:
+            problems.append(f"--app is required: sweep {sweep.name} is not about one "
+                            "application (aflw, fingerprint, omniglot, ...)")
+        if data is None and not dry_run:
+            problems.append("--data is required (a folder made by dst prepare), except with "
+                            "--dry-run")
+        if seeds < 1:
+            problems.append(f"--seeds {seeds}: run at least 1 seed")
+        run_on = Launcher(kind=launcher, jobs=jobs, folder=str(out_dir / "submitit"),
+                          partition=partition, time_min=time_min, gpus=gpus)
+        problems += run_on.problems()
+        if problems:
+            raise ConfigError(problems)
+        values = {k: v for k, v in (("epochs", epochs), ("preset", preset),
+                                    ("device", device)) if v is not None}
+        data_path = str(data.resolve()) if data is not None else ""
+        runs = plan(sweep, app_name, data_path, seeds, out_dir.resolve(), values)
+
+        if dry_run:
+            _list(runs)
+            blocked = [r for r in runs if r.row.needs]
+            for run in blocked:
+                err.print(f"[bold red]error:[/] row {run.row.label!r} needs {run.row.needs}")
+            if blocked:
+                raise typer.Exit(1)
+            return
+        found = plan_problems(runs, sweep)
+        if found:
+            raise ConfigError(found)
+        todo = sum(not (r.finished or r.row.needs) for r in runs)
+        err.print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - todo} finished or "
+                  f"blocked, {todo} to run on {launcher} ({jobs} at a time)")
+        results = run_sweep(runs, sweep, run_on)
+        for run, result in zip(runs, results, strict=True):
+            shown = f"{result['status']:<6} {run.run_id}"
+            if result["status"] == "ran":
+                shown += f"  average error {result['average_error']:.2f} ({result['seconds']}s)"
+            out.print(shown)
+        failed = [(r, x) for r, x in zip(runs, results, strict=True) if not x["ok"]]
+        for run, result in failed:
+            err.print(f"[bold red]failed:[/] {run.row.label} seed {run.seed} ({run.run_id}): "
+                      f"{result['error']}")
+        if failed:
+            raise DstError(f"{len(failed)} of {len(runs)} runs failed (listed above); the "
+                           "others are done. Fix the cause and run the same command again.")
+
+
+def _list(runs) -> None:
+    """One tab-separated line per run, so that the plan can be read and grepped."""
+    # typer.echo, not rich: rich would expand the tabs.
+    typer.echo("\t".join(("label", "scheduler", "options", "seed", "id", "status")))
+    for run in runs:
+        status = "needs" if run.row.needs else "done" if run.finished else (
+            f"after {run.after}" if run.after else "to run")
+        options = json.dumps(run.row.options, ensure_ascii=False) if run.row.options else "{}"
+        typer.echo("\t".join((run.row.label, run.row.scheduler, options, str(run.seed),
+                              run.run_id, status)))

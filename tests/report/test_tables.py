@@ -1,0 +1,87 @@
+"""`dst tables`: means and sample standard deviations over seeds, in the paper's order."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from dstcli.cli.main import app
+
+AFLW = {"gender": "accuracy", "spectacles": "accuracy", "landmarks": "nme",
+        "pose": "mae_radians", "denoising": "rmse"}
+
+
+def write_run(root, name, app_name, scheduler, seed, errors, options=None, sweep=None):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(
+        {"app": app_name, "scheduler": scheduler, "seed": seed,
+         "scheduler_options": options or {}}))
+    tasks = {}
+    for task, error in errors.items():
+        metric = AFLW.get(task, "accuracy")
+        tasks[task] = {"samples": 10, "error": error,
+                       metric: 100 - error if metric == "accuracy" else error}
+    (folder / "metrics.json").write_text(json.dumps(
+        {"tasks": tasks, "average_error": sum(errors.values()) / len(errors)}))
+    if sweep:
+        (folder / "sweep.json").write_text(json.dumps(sweep))
+
+
+def aflw(gender, landmarks):
+    return {"gender": gender, "spectacles": 4.0, "landmarks": landmarks, "pose": 0.2,
+            "denoising": 21.0}
+
+
+def test_tables_mean_std_and_order(tmp_path):
+    runs = tmp_path / "runs"
+    # Written out of order: the table must follow the paper's.
+    write_run(runs, "dst-0", "aflw", "dst", 0, aflw(20.0, 7.0))
+    write_run(runs, "mtl-0", "aflw", "mtl", 0, aflw(20.0, 10.0))
+    write_run(runs, "mtl-1", "aflw", "mtl", 1, aflw(22.0, 12.0))
+    write_run(runs, "mtl-2", "aflw", "mtl", 2, aflw(24.0, 11.0))
+    write_run(runs, "stl-0", "aflw", "stl", 0, aflw(22.0, 8.0))
+    write_run(runs, "gn-0", "aflw", "gradnorm", 0, aflw(20.0, 13.0), {"alpha": 0.5})
+    for i, (scheduler, error) in enumerate([("mtl", 11.0), ("dst", 10.0)]):
+        write_run(runs, f"omni-{i}", "omniglot", scheduler, 0, {"a": error, "b": error + 1})
+    sweep = {"sweep": "lambdas", "seed": 0}
+    write_run(runs, "l-prop", "aflw", "dst", 0, aflw(21.0, 7.0),
+              {"lambdas": [0.2] * 5}, {**sweep, "label": "Proposed", "group": "Proposed",
+                                      "row": 15, "columns": {"Regularization": "✓"}})
+    write_run(runs, "l-mtl", "aflw", "mtl", 0, aflw(21.0, 10.0), {},
+              {**sweep, "label": "Traditional MTL", "group": "Traditional MTL", "row": 0})
+
+    result = CliRunner().invoke(app, ["tables", str(runs), "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    res = tmp_path / "res"
+    table3 = pd.read_csv(res / "table3.csv")
+    assert list(table3["Training Method"]) == ["Individually Trained (STL)", "MTL",
+                                               "GradNorm (α = 0.5)", "DST (Proposed)"]
+    assert list(table3.columns)[2:] == [
+        "T1: Gender acc. (%) ↑", "T2: Specs acc. (%) ↑", "T3: Landmark err. (%) ↓",
+        "T4: Pose err. (%) ↓", "T5: Denoising err. (%) ↓", "Average Error (%) ↓"]
+    mtl = table3.set_index("Training Method").loc["MTL"]
+    assert mtl["T1: Gender acc. (%) ↑"] == "78.00 ± 2.00"  # 80, 78, 76: sample std 2
+    assert mtl["T3: Landmark err. (%) ↓"] == "11.00 ± 1.00"
+    assert table3.set_index("Training Method").loc["DST (Proposed)",
+                                                  "T3: Landmark err. (%) ↓"] == "7.00 ± 0.00"
+    average = sum(aflw(20.0, 10.0).values()) / 5
+    assert mtl["seeds"] == 3 and mtl["Average Error (%) ↓"].startswith(f"{average + 0.6:.2f}")
+
+    table6 = pd.read_csv(res / "table6.csv")
+    assert list(table6.columns)[1:] == ["MTL", "DST (Proposed)"]
+    assert table6.iloc[0]["DST (Proposed)"] == "10.50 ± 0.00"
+
+    table8 = pd.read_csv(res / "table8.csv", keep_default_na=False)
+    assert list(table8["Details"]) == ["Traditional MTL", "Proposed"]
+    assert list(table8.iloc[1][["λ_d", "λ_b"]]) == ["0.20", "0.20"]
+    assert table8.iloc[1]["Regularization"] == "✓"
+    assert "| Training Method |" in (res / "table3.md").read_text()
+    assert not (res / "table4.csv").exists()  # no fingerprint run
+
+    long = pd.read_csv(res / "runs-long.csv")
+    gender = long[(long.task == "gender") & (long.metric == "accuracy") & (long.seed == 1)]
+    assert list(gender["value"]) == [78.0]
+    assert long[long.task == "average"]["value"].count() == 10  # one line per run
