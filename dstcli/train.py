@@ -9,7 +9,9 @@ per task in `epochs.csv`. A run continues with `--resume`, and because each epoc
 and random state derive from the seed and the epoch alone, a resumed run ends exactly where the
 uninterrupted run ends (on CPU).
 
-Left out on purpose here: mixed precision, multi-GPU and mid-epoch checkpoints.
+Under `torchrun` each process trains on its share of every batch and the gradients, losses and
+counts are summed across processes (dstcli/distributed.py, docs/scale.md). `--amp bf16`,
+`--channels-last` and `--compile` are the speed flags, all off by default.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +35,13 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from dstcli import distributed
 from dstcli.apps import APPS
 from dstcli.apps.base import TaskSpec
 from dstcli.config import TrainConfig, parse_branch
 from dstcli.data.shards import PreparedData, ShardDataset, open_prepared
-from dstcli.errors import DstError
+from dstcli.distributed import World
+from dstcli.errors import ConfigError, DstError
 from dstcli.models.builders import MODELS
 from dstcli.models.multitask import TaskRequest
 from dstcli.models.presets import get_preset
@@ -54,12 +60,58 @@ class NonFiniteLoss(DstError):
     pass
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str, world: World | None = None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DstError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    cuda = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    if world is not None and world.active and cuda:
+        if ":" in name:
+            raise DstError(f"--device {name} under torchrun: use --device cuda or auto; each "
+                           "process takes the GPU of its LOCAL_RANK")
+        return torch.device("cuda", world.local_rank)
+    if name == "auto":
+        return torch.device("cuda" if cuda else "cpu")
     return torch.device(name)
+
+
+def speed_problems(config: TrainConfig, device: torch.device, world: World) -> list[str]:
+    """The checks that need the resolved device and the process count, each naming its flag."""
+    found = []
+    if (config.amp == "bf16" and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported()):
+        found.append(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16; "
+                     "train with --amp none")
+    if config.compile:
+        try:
+            import torch._dynamo as dynamo
+
+            supported = dynamo.is_dynamo_supported()
+        except Exception:  # noqa: BLE001 - any failure to import means no torch.compile here
+            supported = False
+        if not supported:
+            found.append("--compile: torch.compile is not supported by this Python and torch; "
+                         "drop --compile")
+        elif device.type == "cpu" and not c_compiler():
+            found.append("--compile on CPU needs a C++ compiler (set CC or install gcc) for "
+                         "torch.compile's generated code; drop --compile or install one")
+    if world.active:
+        entry, _ = resolve(config.scheduler)
+        if not getattr(entry.load(), "supports_distributed", True):
+            found.append(
+                f"--scheduler {config.scheduler} combines each task's gradient of a step "
+                f"(gradient surgery); across {world.size} processes every process would combine "
+                "only its share's gradients, which is not the method. Train it in one process, "
+                "or choose a loss-weighting method")
+        if config.checkpoint_every:
+            found.append(f"--checkpoint-every {config.checkpoint_every}: mid-epoch checkpoints "
+                         "are not written under torchrun (each process holds part of the "
+                         "epoch's sums); use 0, the run checkpoints at every epoch end")
+    return found
+
+
+def c_compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") \
+        or shutil.which(os.environ.get("CC", "cc"))
 
 
 def seed_everything(seed: int) -> None:
@@ -81,13 +133,16 @@ def _identity(batch: Any) -> Any:
 
 def iterate(dataset: ShardDataset, batches: list[list[int]], workers: int, pin: bool
             ) -> Iterator[dict[str, Any]]:
+    """The batches in order. With workers, each worker process opens the HDF5 files itself
+    (ShardDataset reopens them per process) and reads a whole batch at once, sorted per shard;
+    it hands uint8 tensors over, normalised on the device by the encoder."""
     if workers == 0:
         for b in batches:
             yield dataset.__getitems__(b)
         return
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=batches, collate_fn=_identity, num_workers=workers,
-        pin_memory=pin, persistent_workers=False,
+        pin_memory=pin, persistent_workers=False, prefetch_factor=4,
     )
     yield from loader
 
@@ -103,14 +158,20 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler
     device: torch.device
+    world: World = field(default_factory=World)
 
 
-def build(config: TrainConfig) -> Run:
-    """Model, optimizer and scheduler for a validated config, seeded from the run's seed."""
+def build(config: TrainConfig, world: World | None = None) -> Run:
+    """Model, optimizer and scheduler for a validated config, seeded from the run's seed (the
+    same on every process, so every process starts from the same weights)."""
+    world = world or World()
     data = open_prepared(Path(config.data))
     app = APPS.get(config.app)
     entry, _ = resolve(config.scheduler)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, world)
+    problems = speed_problems(config, device, world)
+    if problems:
+        raise ConfigError(problems)
     seed_everything(config.seed)
     weights = Path(config.encoder_weights) if config.encoder_weights else None
     tasks = run_tasks(config, data)
@@ -118,11 +179,40 @@ def build(config: TrainConfig) -> Run:
                                   stl=entry.stl, encoder_weights=weights,
                                   input_size=data.input_size, tie=config.tie or 0.0,
                                   encoder_norm=config.encoder_norm or "none").to(device)
+    if config.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        compile_encoders(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in tasks]
     scheduler = entry.load()(config.scheduler_options, infos, config.seed)
     scheduler.attach(model, optimizer)
-    return Run(config, data, tasks, model, optimizer, scheduler, device)
+    return Run(config, data, tasks, model, optimizer, scheduler, device, world)
+
+
+def compile_encoders(model: torch.nn.Module) -> None:
+    """torch.compile each VGG16 encoder in place (`Module.compile`), so that the state dict keeps
+    its keys and checkpoints stay interchangeable with uncompiled runs. The heads stay eager:
+    which heads run changes from step to step with the gates."""
+    from dstcli.models.vgg import VGG16Encoder
+
+    for module in model.modules():
+        if isinstance(module, VGG16Encoder):
+            module.compile()
+
+
+def autocast(run: Run) -> Any:
+    """The forward's mixed-precision context (`--amp bf16`); losses are taken in float32."""
+    if run.config.amp == "bf16":
+        return torch.autocast(run.device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def to_device(run: Run, images: torch.Tensor) -> torch.Tensor:
+    images = images.to(run.device, non_blocking=True)
+    if run.config.channels_last and run.device.type == "cuda" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
 
 
 def run_tasks(config: TrainConfig, data: PreparedData) -> list[TaskSpec]:
@@ -325,7 +415,7 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    config, model, device = run.config, run.model, run.device
+    config, model, device, world = run.config, run.model, run.device, run.world
     measuring = epoch == 1
     tasks = {t.name: t for t in run.tasks}
     sums = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
@@ -337,11 +427,15 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
     else:
         # The random state was restored from the checkpoint, as it was after that step.
         first = resume_from.step
-        for t in tasks:
+        for t in tasks if world.main else ():  # one process brings the sums so far
             sums[t] += resume_from.sums[t]
             counts[t] = resume_from.counts[t]
             metrics[t].load_state_dict(resume_from.metrics[t])
-    batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
+    # Every process draws the same global batches and takes its share of each: the same number
+    # of steps everywhere, and the shares together are the one-process epoch.
+    batches = [world.share(b) for b in
+               epoch_batches(len(dataset), config.batch_size, config.seed, epoch)]
+    params = [p for group in run.optimizer.param_groups for p in group["params"]]
     # Train mode in the measuring pass too: with batch norm, V[1] must be measured as the
     # training epochs measure V (batch statistics), or I = V[k] / V[1] compares two modes.
     # Running statistics are estimates, not weights: updating them updates no weight.
@@ -359,9 +453,9 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                                              device.type == "cuda"), start=first):
             gates = (dict.fromkeys(tasks, False) if measuring
                      else scheduler.step_gates(epoch, step))
-            images = batch["images"].to(device, non_blocking=True)
+            images = to_device(run, batch["images"])
             requests, targets = {}, {}
-            for name in tasks:
+            for name in tasks if images.shape[0] else ():  # a share can be empty
                 if probe and not gates[name]:
                     continue
                 rows = torch.nonzero(batch["Z"][name]).squeeze(1)
@@ -369,10 +463,16 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                     continue
                 requests[name] = TaskRequest(rows.to(device), gates[name])
                 targets[name] = batch["labels"][name][rows].to(device, non_blocking=True)
-            if split:
-                outputs, representation = model.forward_split(images, requests)
-            else:
-                outputs, representation = model(images, requests), None
+            representation = None
+            with autocast(run):
+                if not images.shape[0]:
+                    outputs = {}
+                elif split:
+                    outputs, representation = model.forward_split(images, requests)
+                else:
+                    outputs = model(images, requests)
+            if config.amp != "none":
+                outputs = {t: o.float() for t, o in outputs.items()}
 
             losses: dict[str, torch.Tensor] = {}
             for name, output in outputs.items():
@@ -382,13 +482,14 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                 metrics[name].update(output.detach(), targets[name])
                 if requests[name].train:
                     losses[name] = per_sample.mean()
-            check_finite(sums, epoch, step)
+            if not world.active:  # across processes: checked on the summed losses below
+                check_finite(sums, epoch, step)
 
             if not measuring:
                 def reevaluate(images=images, requests=requests, targets=targets):
-                    with torch.no_grad():
+                    with torch.no_grad(), autocast(run):
                         again = model(images, requests)
-                    return {t: float(per_sample_loss(tasks[t], o, targets[t]).mean())
+                    return {t: float(per_sample_loss(tasks[t], o.float(), targets[t]).mean())
                             for t, o in again.items()}
 
                 run.optimizer.zero_grad(set_to_none=True)
@@ -399,6 +500,7 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                 penalty = regularization(model)
                 if penalty is not None:
                     penalty.backward()
+                distributed.average_gradients(world, params, device)
                 run.optimizer.step()
                 scheduler.after_step(ctx)
             bar.advance(job)
@@ -407,14 +509,54 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                                       dict(counts),
                                       {t: m.state_dict() for t, m in metrics.items()}))
 
+    sum_over_processes(world, sums, counts, device)
     probed: tuple[str, ...] = ()
     if probe:
         probed = tuple(t for t in tasks if counts[t] == 0)
         if probed:
-            probe_losses(run, dataset, probed, sums, counts)
+            probe_sums = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
+            probe_counts = dict.fromkeys(tasks, 0)
+            probe_losses(run, dataset, probed, probe_sums, probe_counts)
+            sum_over_processes(world, probe_sums, probe_counts, device)
+            for t in probed:
+                sums[t] += probe_sums[t]
+                counts[t] += probe_counts[t]
+    if world.active:
+        check_finite(sums, epoch, len(batches) - 1)
+        merge_metrics(world, metrics)
+        distributed.average_buffers(world, model)
     means = {t: (float(sums[t]) / counts[t] if counts[t] else float("nan")) for t in tasks}
     measured = {t: m.result() for t, m in metrics.items() if m.total}
     return EpochResult(means, counts, measured, len(batches), probed)
+
+
+def sum_over_processes(world: World, sums: dict[str, torch.Tensor], counts: dict[str, int],
+                       device: torch.device) -> None:
+    """Per-task loss sums and labelled counts summed across processes (in place), so that V,
+    and every gate derived from it, is the same on every process."""
+    if not world.active:
+        return
+    names = list(sums)
+    packed = torch.stack([sums[t] for t in names]
+                         + [torch.tensor(float(counts[t]), dtype=torch.float64, device=device)
+                            for t in names])
+    distributed.sum_tensor(world, packed)
+    for i, t in enumerate(names):
+        sums[t] = packed[i].clone()
+        counts[t] = int(round(float(packed[len(names) + i])))
+
+
+def merge_metrics(world: World, metrics: dict[str, MetricAccumulator]) -> None:
+    """Every process's training-set metrics combined, so end_epoch sees the whole epoch."""
+    states = distributed.gather(world, {t: m.state_dict() for t, m in metrics.items()})
+    for t, m in metrics.items():
+        parts = [s[t] for s in states]
+        m.load_state_dict({
+            "sum": sum(p["sum"] for p in parts), "total": sum(p["total"] for p in parts),
+            "union": sum(p["union"] for p in parts),
+            "distances": [d for p in parts for d in p["distances"]],
+            "genuine": [g for p in parts for g in p["genuine"]],
+        })
 
 
 PROBE_SAMPLES = 512
@@ -431,19 +573,22 @@ def probe_losses(run: Run, dataset: ShardDataset, names: tuple[str, ...],
     """Measure dropped tasks on the probe subset, without gradients, into sums and counts."""
     tasks = {t.name: t for t in run.tasks}
     indices = probe_indices(len(dataset), run.config.seed)
-    batches = [indices[i:i + run.config.batch_size]
+    batches = [run.world.share(indices[i:i + run.config.batch_size])
                for i in range(0, len(indices), run.config.batch_size)]
     with torch.no_grad():
         for batch in iterate(dataset, batches, run.config.workers, run.device.type == "cuda"):
+            if not batch["images"].shape[0]:
+                continue
             requests, targets = {}, {}
             for name in names:
                 rows = torch.nonzero(batch["Z"][name]).squeeze(1)
                 if rows.numel():
                     requests[name] = TaskRequest(rows.to(run.device), False)
                     targets[name] = batch["labels"][name][rows].to(run.device)
-            outputs = run.model(batch["images"].to(run.device), requests)
+            with autocast(run):
+                outputs = run.model(to_device(run, batch["images"]), requests)
             for name, output in outputs.items():
-                per_sample = per_sample_loss(tasks[name], output, targets[name])
+                per_sample = per_sample_loss(tasks[name], output.float(), targets[name])
                 sums[name] += per_sample.sum().double()
                 counts[name] += per_sample.numel()
 
@@ -484,11 +629,29 @@ def line(epoch: int, phase: str, seconds: float, losses: dict[str, float], on: i
 
 
 def train(config: TrainConfig, resume: bool = False, console: Console | None = None,
-          progress: bool = True) -> Path:
-    """Run (or continue) a training run; returns the run folder."""
-    console = console or Console(stderr=True)
+          progress: bool = True, on_finish: Callable[[Run], None] | None = None) -> Path:
+    """Run (or continue) a training run; returns the run folder.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this; only rank 0 writes files and
+    prints. `on_finish(run)` is called on every process at the end (tests read each rank's
+    model there)."""
+    world = distributed.from_env()
+    run = build(config, world)
+    created = distributed.init(world, run.device)
+    try:
+        if not world.main:
+            console, progress = Console(quiet=True), False
+        _train(run, resume, console or Console(stderr=True), progress)
+        if on_finish is not None:
+            on_finish(run)
+    finally:
+        distributed.close(created)
+    return Path(config.out)
+
+
+def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
+    config, world = run.config, run.world
     run_dir = Path(config.out)
-    run = build(config)
     start, partial = 1, None
     log = EpochLog(run_dir / "epochs.csv", run.scheduler.log_columns)
     if resume:
@@ -498,18 +661,27 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         if state.get("in_epoch"):
             partial = EpochProgress(**state["in_epoch"])
             restore_rng(state)
-        log.truncate_after(state["epoch"])
+        if world.main:
+            log.truncate_after(state["epoch"])
         where = f" and {partial.step} steps of epoch {start}" if partial else ""
         console.print(f"resuming {run_dir} after epoch {state['epoch']}{where}")
     else:
         if (run_dir / CHECKPOINT).exists():
             raise DstError(f"{run_dir} already holds a run; continue it with --resume "
                            f"{run_dir}, or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if log.path.exists():
-            log.path.unlink()
-        config.save(run_dir / "config.json")
-        write_tasks(run, run_dir / "tasks.json")
+        # Every process has looked before rank 0 writes anything.
+        distributed.barrier(world)
+        if world.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if log.path.exists():
+                log.path.unlink()
+            config.save(run_dir / "config.json")
+            write_tasks(run, run_dir / "tasks.json")
+    if config.channels_last and run.device.type != "cuda":
+        console.print("note: --channels-last applies on CUDA only; the CPU run ignores it")
+    if world.active:
+        console.print(f"{world.size} processes, each on its share of every batch of "
+                      f"{config.batch_size}")
 
     dataset = ShardDataset(run.data, "train")
     names = [t.name for t in run.tasks]
@@ -523,11 +695,17 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
 
             def after_step(done: EpochProgress, epoch=epoch) -> None:
                 every = config.checkpoint_every
-                if interrupt.requested:
-                    save_checkpoint(run, run_dir, epoch - 1, done)
+                # Every process must stop at the same step, or the others wait forever.
+                if distributed.any_rank(world, interrupt.requested, run.device):
+                    if not world.active:
+                        save_checkpoint(run, run_dir, epoch - 1, done)
+                        raise TrainingInterrupted(
+                            f"interrupted at epoch {epoch}, step {done.step}; the checkpoint "
+                            f"is saved. Resume with: dst train --resume {run_dir}")
                     raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch}, step {done.step}; the checkpoint is "
-                        f"saved. Resume with: dst train --resume {run_dir}")
+                        f"interrupted at epoch {epoch}, step {done.step}; the last checkpoint "
+                        f"is the end of epoch {epoch - 1}. Resume with: torchrun ... -m dstcli "
+                        f"train --resume {run_dir}")
                 if every and done.step % every == 0:
                     save_checkpoint(run, run_dir, epoch - 1, done)
 
@@ -536,13 +714,17 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             extra = run.scheduler.end_epoch(epoch, result.losses, result.metrics)
             seconds = time.perf_counter() - began
             phase = "measure" if epoch == 1 else "train"
-            # The log first: rows of an epoch whose checkpoint never landed are dropped on
-            # resume.
-            log.append([{"epoch": epoch, "phase": phase, "task": t, "V": result.losses[t],
-                         "labelled": result.counts[t], "seconds": round(seconds, 3),
-                         "measured_on": "probe" if t in result.probed else "epoch",
-                         **extra.get(t, {})} for t in names])
-            save_checkpoint(run, run_dir, epoch)
+            if world.main:
+                # The log first: rows of an epoch whose checkpoint never landed are dropped on
+                # resume.
+                log.append([{"epoch": epoch, "phase": phase, "task": t,
+                             "V": result.losses[t], "labelled": result.counts[t],
+                             "seconds": round(seconds, 3),
+                             "measured_on": "probe" if t in result.probed else "epoch",
+                             **extra.get(t, {})} for t in names])
+                save_checkpoint(run, run_dir, epoch)
             console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
-    (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2) + "\n")
-    return run_dir
+    if world.main:
+        (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2)
+                                          + "\n")
+    distributed.barrier(world)  # the files are whole before any process returns

@@ -20,7 +20,7 @@ from dstcli.errors import ConfigError, DstError
 # Flags of the command itself; a scheduler option may not take one of these names.
 FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
          "device", "workers", "checkpoint_every", "encoder_weights", "encoder_norm", "branch",
-         "tie", "margin", "resume")
+         "tie", "margin", "amp", "channels_last", "compile", "resume")
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
@@ -79,6 +79,13 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
                                   "coefficient on sum ||theta_P - theta_L||^2. [default: 1e-3]")),
         ("margin", float | None, opt(None, help="Bilateral network: margin of the contrastive "
                                      "matching loss (Eq. 20). [default: 1.0]")),
+        ("amp", str | None, opt(None, help="Mixed precision of the forward pass: none or bf16 "
+                                "(fp16 is refused: the schedulers' own backward passes cannot "
+                                "take loss scaling). [default: none]")),
+        ("channels_last", bool | None, opt(None, "--channels-last", help="Model and images "
+                                           "in channels-last layout (CUDA; a no-op on CPU).")),
+        ("compile", bool | None, opt(None, "--compile", help="torch.compile the encoder(s); "
+                                     "the first steps are slow while it compiles.")),
         ("resume", Path | None, opt(None, help="Continue the run in this folder from its "
                                     "last checkpoint.")),
     ]
@@ -166,18 +173,27 @@ def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
     scheduler = given.get("scheduler", "mtl")
     entry, variant = resolve(scheduler)
     own = {f.name for f in entry.options.option_fields()}
-    foreign = sorted(set(scheduler_given) - own)
-    if foreign:
-        raise ConfigError([
-            f"--{k.replace('_', '-')} is not an option of scheduler {entry.name}"
-            + (f" (its options: {', '.join('--' + o.replace('_', '-') for o in sorted(own))})"
-               if own else " (it has none)") for k in foreign
-        ])
-    options = entry.options.parse({**{k: str(v) for k, v in variant.items()}, **scheduler_given})
+    problems = [
+        f"--{k.replace('_', '-')} is not an option of scheduler {entry.name}"
+        + (f" (its options: {', '.join('--' + o.replace('_', '-') for o in sorted(own))})"
+           if own else " (it has none)") for k in sorted(set(scheduler_given) - own)
+    ]
+    try:
+        options = entry.options.parse({**{k: str(v) for k, v in variant.items()},
+                                       **{k: v for k, v in scheduler_given.items() if k in own}})
+    except ConfigError as e:
+        problems += e.problems
+        options = entry.options(**variant)
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
     if "branch" in values:
         values["branch"] = tuple(values["branch"])
-    return TrainConfig(**values, scheduler_options=options).resolved()
+    config = TrainConfig(**values, scheduler_options=options).resolved()
+
+    # Everything at once: the scheduler's options and the rest of the configuration.
+    problems += [p for p in config.problems() if p not in problems]
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def _differences(config: Any, given: dict[str, Any], scheduler_given: dict[str, str]

@@ -63,6 +63,9 @@ class Scheduler:
     # How a dropped task's loss is measured: "forward" (no_grad in the same pass) or "probe"
     # (on a fixed subset of the training data at the end of the epoch).
     dropped_loss: str = "forward"
+    # Whether the method still is itself when each of several processes (torchrun) runs its
+    # backward on a share of the batch and the trainer averages the gradients after it.
+    supports_distributed: ClassVar[bool] = True
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         self.options = options

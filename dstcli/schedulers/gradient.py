@@ -265,6 +265,9 @@ class GradientMethod(Scheduler):
     method: ClassVar[str] = "gradient"
     log_columns: ClassVar[tuple[str, ...]] = ("w", "G")
     tracked: ClassVar[tuple[str, ...]] = ("w",)
+    # Each step combines the tasks' own gradients; on a share of the batch that is another
+    # combination than on the whole batch, so several processes are refused.
+    supports_distributed: ClassVar[bool] = False
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)

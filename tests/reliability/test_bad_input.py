@@ -343,14 +343,7 @@ def test_every_bad_dst_flag_is_named_at_once(tmp_path):
     assert result.exit_code == 1, text
     assert "--lambdas" in text and "sum to 1" in text
     assert "--beta" in text and "[0, 1]" in text
-    assert not (tmp_path / "r").exists()
-
-    # The scheduler's options are parsed before the data is looked at, so the data's
-    # problems come in a second round (see the report of issue 8).
-    result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "r"),
-                                 "--scheduler", "dst", "--preset", "cpu"])
-    text = flat(result.output)
-    assert result.exit_code == 1, text
+    # The data's problems in the same report: one round fixes everything.
     assert "task b has no labelled training sample" in text
     assert "--preset cpu trains at 64x64" in text
     assert not (tmp_path / "r").exists()
