@@ -65,7 +65,8 @@ def main() -> None:
                      and int(r["epoch"]) < max(epochs)]
             rows.append({"scheduler": scheduler, "seed": seed,
                          "average_error": metrics["average_error"],
-                         "seconds_per_epoch": statistics.mean(epochs.values()),
+                         # The median: robust to a stray process sharing the machine.
+                         "seconds_per_epoch": statistics.median(epochs.values()),
                          "dropped_share": 1 - statistics.mean(gates) if gates else 0.0,
                          "wall_seconds": round(time.perf_counter() - began, 1)})
             print(json.dumps(rows[-1]), flush=True)

@@ -76,6 +76,7 @@ def split_fingers(fingers: list[str], test_fraction: float, rng: np.random.Gener
 def fvc_rows(sets: dict[str, dict[str, dict[int, Path]]], test_fraction: float, seed: int
              ) -> list[dict[str, Any]]:
     rows = []
+    used: set[tuple[Path, Path]] = set()
     for name in sorted(sets):
         fingers = sets[name]
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -94,10 +95,14 @@ def fvc_rows(sets: dict[str, dict[str, dict[int, Path]]], test_fraction: float, 
                           "fingerprint_subject": subject, "fingerprint_finger": finger}
                 rows.append({**common, "latent": impressions[second], "match": 1,
                              "subject": subject, "finger": finger})
-                other = others[rng.integers(len(others))]
-                other_prints = fingers[other]
-                pick = sorted(other_prints)[rng.integers(len(other_prints))]
-                rows.append({**common, "latent": other_prints[pick], "match": 0,
+                # A fresh impostor for this print: the same pair twice would count twice.
+                candidates = [(o, p) for o in others for p in sorted(fingers[o])
+                              if (impressions[first], fingers[o][p]) not in used]
+                if not candidates:
+                    continue
+                other, pick = candidates[rng.integers(len(candidates))]
+                used.add((impressions[first], fingers[other][pick]))
+                rows.append({**common, "latent": fingers[other][pick], "match": 0,
                              "subject": f"{name}_{other}", "finger": other})
     return rows
 

@@ -108,9 +108,18 @@ def scan(root: Path, bad: BadItems | None = None
     if not found:
         raise DataError(f"{root}: neither training.txt nor testing.txt is there; --raw must be "
                         "the MTFL root")
+    seen: dict[Path, str] = {}
     for name, records in found.items():
         present = []
         for record in records:
+            image = record.path.resolve()
+            if image in seen:
+                # One face twice would count twice, or sit in both splits.
+                bad.reject(record.where, DataError(
+                    f"{record.where}: image {record.path} is already listed at "
+                    f"{seen[image]}; remove the repeated line"))
+                continue
+            seen[image] = record.where
             if not record.path.is_file():
                 bad.reject(record.where, DataError(
                     f"{record.where}: image {record.path} is missing; restore it from the MTFL "

@@ -203,6 +203,7 @@ def read_pair_manifest(
             header = [h.strip() for h in header]
             _check_header(path, header)
             rows = []
+            seen: dict[tuple[Path, Path], int] = {}
             for number, cells in enumerate(reader, start=1):
                 if not any(c.strip() for c in cells):
                     continue
@@ -223,6 +224,17 @@ def read_pair_manifest(
                     bad.reject(where, DataError("; ".join(found)))
                     continue
                 if row is not None:
+                    pair = (row.fingerprint.resolve(), row.latent.resolve())
+                    if pair in seen:
+                        # The same pair twice would count twice in training and testing.
+                        message = (f"the pair ({row.fingerprint}, {row.latent}) repeats row "
+                                   f"{seen[pair]}; remove one of them")
+                        if bad.skip:
+                            bad.reject(where, DataError(f"{where}: {message}"))
+                        else:
+                            problems.add(where, message)
+                        continue
+                    seen[pair] = number
                     rows.append(row)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e}); save the CSV as UTF-8") from e

@@ -206,6 +206,10 @@ MTFL_CASES = {
                       "testing.txt:3", "is missing"),
     "undecodable image": (lambda root: (root / "AFLW" / "0002.jpg").write_bytes(b"GIF89a"),
                           "testing.txt:3", "does not decode"),
+    "duplicate face": (lambda root: (root / "testing.txt").write_text(
+        (root / "testing.txt").read_text()
+        + (root / "testing.txt").read_text().splitlines()[1] + "\n"),
+        "testing.txt:7", "already listed at"),
 }
 
 
@@ -270,6 +274,19 @@ def test_fingerprint_bad_rows(case, pairs_raw, tmp_path):
                                                skip_bad=skip_bad)
 
     check_both_ways(prepare, tmp_path / "out", "row 3", reason)
+
+
+def test_fingerprint_duplicate_pair(pairs_raw, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(pairs_raw.parent, root)
+    header, rows = _rows(root / "pairs.csv")
+    _write_rows(root / "pairs.csv", header, rows + [dict(rows[2])])
+
+    def prepare(out, skip_bad):
+        return APPS.get("fingerprint").prepare([root / "pairs.csv"], out, "cpu-tiny",
+                                               skip_bad=skip_bad)
+
+    check_both_ways(prepare, tmp_path / "out", f"row {len(rows) + 1}", "repeats row 3")
 
 
 # ---------------------------------------------------------------------------------------------
