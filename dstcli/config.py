@@ -47,6 +47,8 @@ class TrainConfig:
     encoder_norm: str | None = None  # "none" or "batch"; None: the preset's default
     # Heads moved to another branch point, "task=conv" (Table 7's small network: gender=7).
     branch: tuple[str, ...] = ()
+    # Initialisations V[1] is averaged over (section 4.4.2); training starts from the first.
+    init_passes: int = 1
     # The bilateral network's options (app fingerprint); None elsewhere.
     tie: float | None = None  # soft parameter sharing: coefficient of sum ||theta_P - theta_L||^2
     margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
@@ -82,6 +84,9 @@ class TrainConfig:
             found.append(f"--seed {self.seed}: use a seed of 0 or more")
         if self.workers < 0:
             found.append(f"--workers {self.workers}: use 0 (load in the main process) or more")
+        if self.init_passes < 1:
+            found.append(f"--init-passes {self.init_passes}: measure V[1] over at least 1 "
+                         "initialisation")
         if self.checkpoint_every < 0:
             found.append(f"--checkpoint-every {self.checkpoint_every}: use 0 (at epoch ends "
                          "only) or a number of steps")

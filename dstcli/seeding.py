@@ -7,7 +7,7 @@ the same data order whatever gates they draw, and a resumed run draws what it wo
 import numpy as np
 
 # Stream identifiers: the first part after the seed.
-DATA_ORDER, TORCH_STATE, PROBE, GATES = 0, 1, 2, 3
+DATA_ORDER, TORCH_STATE, PROBE, GATES, INIT_PASSES = 0, 1, 2, 3, 4
 
 
 def derived_seed(seed: int, *parts: int) -> int:

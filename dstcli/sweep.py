@@ -25,10 +25,10 @@ from dstcli.errors import ConfigError, DstError
 SWEEP_FILE = "sweep.json"  # in each run folder: which sweep row the run belongs to
 ROW_KEYS = {"label", "scheduler", "options", "config", "group", "columns", "needs"}
 # Run settings a row may change besides its scheduler's options (Table 7's moved head).
-ROW_CONFIG_KEYS = {"branch", "encoder_norm"}
+ROW_CONFIG_KEYS = {"branch", "encoder_norm", "init_passes"}
 TOP_KEYS = {"name", "title", "app", "row"}
 # Adaptive Schedule compares with single-task errors: its runs wait for the STL run.
-NEEDS_STL = {"adaptive": "stl_results"}
+NEEDS_STL = {"adaptive": "stl_results", "early-stop": "stl_results"}
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from dstcli.models.multitask import TaskRequest
 from dstcli.models.presets import get_preset
 from dstcli.schedulers import resolve
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
-from dstcli.seeding import DATA_ORDER, PROBE, TORCH_STATE, derived_seed
+from dstcli.seeding import DATA_ORDER, INIT_PASSES, PROBE, TORCH_STATE, derived_seed
 from dstcli.tasks import MetricAccumulator, per_sample_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -166,19 +166,14 @@ def build(config: TrainConfig, world: World | None = None) -> Run:
     same on every process, so every process starts from the same weights)."""
     world = world or World()
     data = open_prepared(Path(config.data))
-    app = APPS.get(config.app)
     entry, _ = resolve(config.scheduler)
     device = resolve_device(config.device, world)
     problems = speed_problems(config, device, world)
     if problems:
         raise ConfigError(problems)
     seed_everything(config.seed)
-    weights = Path(config.encoder_weights) if config.encoder_weights else None
     tasks = run_tasks(config, data)
-    model = MODELS.get(app.model)(tasks, data.channels, get_preset(config.preset),
-                                  stl=entry.stl, encoder_weights=weights,
-                                  input_size=data.input_size, tie=config.tie or 0.0,
-                                  encoder_norm=config.encoder_norm or "none").to(device)
+    model = build_model(config, data, tasks, device)
     if config.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
@@ -188,6 +183,32 @@ def build(config: TrainConfig, world: World | None = None) -> Run:
     scheduler = entry.load()(config.scheduler_options, infos, config.seed)
     scheduler.attach(model, optimizer)
     return Run(config, data, tasks, model, optimizer, scheduler, device, world)
+
+
+def build_model(config: TrainConfig, data: PreparedData, tasks: list[TaskSpec],
+                device: torch.device) -> torch.nn.Module:
+    """The run's network at the current random state (its initialisation)."""
+    entry, _ = resolve(config.scheduler)
+    weights = Path(config.encoder_weights) if config.encoder_weights else None
+    return MODELS.get(APPS.get(config.app).model)(
+        tasks, data.channels, get_preset(config.preset), stl=entry.stl,
+        encoder_weights=weights, input_size=data.input_size, tie=config.tie or 0.0,
+        encoder_norm=config.encoder_norm or "none").to(device)
+
+
+def initial_losses_over_inits(run: Run, dataset: ShardDataset, first: EpochResult,
+                              console: Console) -> dict[str, float]:
+    """V[1] averaged over `--init-passes` initialisations (the paper's section 4.4.2): the
+    run's own and init_passes - 1 others, each measured over the whole training split without
+    update. Training then starts from the run's own weights."""
+    totals = {t: [v] for t, v in first.losses.items()}
+    for k in range(1, run.config.init_passes):
+        torch.manual_seed(derived_seed(run.config.seed, INIT_PASSES, k))
+        other = dataclasses.replace(run, model=build_model(run.config, run.data, run.tasks,
+                                                           run.device))
+        for t, v in run_epoch(other, dataset, 1, console, progress=False).losses.items():
+            totals[t].append(v)
+    return {t: float(np.nanmean(values)) for t, values in totals.items()}
 
 
 def compile_encoders(model: torch.nn.Module) -> None:
@@ -711,6 +732,8 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
 
             result = run_epoch(run, dataset, epoch, console, progress,
                                partial if epoch == start else None, after_step)
+            if epoch == 1 and config.init_passes > 1:
+                result.losses = initial_losses_over_inits(run, dataset, result, console)
             extra = run.scheduler.end_epoch(epoch, result.losses, result.metrics)
             seconds = time.perf_counter() - began
             phase = "measure" if epoch == 1 else "train"

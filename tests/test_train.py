@@ -158,3 +158,17 @@ def test_bad_branch_entries(omniglot_tiny, tmp_path):
         tiny_config(omniglot_tiny, tmp_path / "run", branch=("Alpha", "Nope=3", "Beta=14"))
     text = str(caught.value)
     assert "expected TASK=CONV" in text and "no task 'Nope'" in text and "1..13" in text
+
+
+def test_initial_losses_averaged_over_initialisations(omniglot_tiny, tmp_path):
+    one = train(tiny_config(omniglot_tiny, tmp_path / "one", epochs=1))
+    three = train(tiny_config(omniglot_tiny, tmp_path / "three", epochs=1, init_passes=3))
+
+    v1 = {r["task"]: float(r["V"]) for r in epoch_rows(one) if r["epoch"] == "1"}
+    v3 = {r["task"]: float(r["V"]) for r in epoch_rows(three) if r["epoch"] == "1"}
+    assert v1 != v3
+    # Training starts from the run's own initialisation either way: mtl ignores V[1].
+    a, b = load_checkpoint(one)["model"], load_checkpoint(three)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="--init-passes 0"):
+        tiny_config(omniglot_tiny, tmp_path / "zero", init_passes=0)

@@ -20,7 +20,7 @@ from dstcli.errors import ConfigError, DstError
 # Flags of the command itself; a scheduler option may not take one of these names.
 FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
          "device", "workers", "checkpoint_every", "encoder_weights", "encoder_norm", "branch",
-         "tie", "margin", "amp", "channels_last", "compile", "resume")
+         "init_passes", "tie", "margin", "amp", "channels_last", "compile", "resume")
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
@@ -75,6 +75,9 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
         ("branch", list[str] | None, opt(None, help="Move a task's head to another encoder "
                                          "convolution, TASK=CONV (Table 7: gender=7); "
                                          "repeatable.")),
+        ("init_passes", int | None, opt(None, help="Average V[1] over this many "
+                                        "initialisations (section 4.4.2); training starts "
+                                        "from the first. [default: 1]")),
         ("tie", float | None, opt(None, help="Bilateral network: soft parameter sharing "
                                   "coefficient on sum ||theta_P - theta_L||^2. [default: 1e-3]")),
         ("margin", float | None, opt(None, help="Bilateral network: margin of the contrastive "

@@ -185,3 +185,38 @@ class RandomDrop(GatedScheduler):
     def activation(self, epoch: int, losses: dict[str, float]
                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return np.full(len(self.names), float(self.options.p)), {}
+
+
+class EarlyStop(GatedScheduler):
+    """Every task on until its training loss V reaches its STL loss; then off for good.
+
+    Section 4.4.4 (i) of the paper. P is 1 for a running task and 0 for a stopped one; when
+    every task has stopped, the all-dropped rule keeps the first task training.
+    """
+
+    def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
+        from pathlib import Path
+
+        from dstcli.schedulers.specs.dst import read_stl_losses
+
+        super().__init__(options, tasks, seed)
+        targets = read_stl_losses(Path(options.stl_results))
+        missing = [t for t in self.names if t not in targets]
+        if missing:
+            raise DstError(f"--stl-results {options.stl_results}: no STL loss for task(s) "
+                           f"{', '.join(missing)}; the STL run must train the same tasks")
+        self.targets = {t: targets[t] for t in self.names}
+        self.stopped: set[str] = set()
+
+    def activation(self, epoch: int, losses: dict[str, float]
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if epoch >= 2:
+            self.stopped |= {t for t in self.names if losses[t] <= self.targets[t]}
+        return np.array([0.0 if t in self.stopped else 1.0 for t in self.names]), {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stopped": sorted(self.stopped)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.stopped = set(state.get("stopped", []))

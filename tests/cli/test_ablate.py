@@ -59,11 +59,21 @@ def test_methods_lists_table3_in_order():
     assert len(extra) > 13 and {"uw", "dwa"} <= {r[1] for r in extra}
 
 
-def test_rows_that_need_missing_features_fail_the_dry_run():
-    result = runner.invoke(app, ["ablate", "table7", "--dry-run"])
+def test_rows_that_need_missing_features_fail_the_dry_run(tmp_path):
+    path = tmp_path / "wish.toml"
+    path.write_text('app = "aflw"\n[[row]]\nlabel = "Proposed"\nscheduler = "dst"\n'
+                    '[[row]]\nlabel = "Wish"\nscheduler = "dst"\n'
+                    'needs = "a feature dst does not have"\n')
+    result = runner.invoke(app, ["ablate", str(path), "--dry-run"])
     assert result.exit_code == 1
-    assert "stops a task at its STL training loss" in result.output
-    assert "inverse" in result.output  # P'_c row is planned
+    assert "a feature dst does not have" in result.output
+
+
+def test_every_shipped_sweep_can_run():
+    for name in ("methods", "lambdas", "table7", "init", "loss-norm"):
+        args = ["ablate", name, "--dry-run"] + (["--app", "aflw"] if name == "methods" else [])
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (name, result.output)
 
 
 def test_bad_sweep_reports_every_problem(tmp_path):
@@ -134,4 +144,7 @@ def test_table7_moves_the_gender_head_and_names_what_it_cannot_run():
     sweep = load_sweep(find_sweep("table7"))
     small = next(r for r in sweep.rows if r.label == "Small DST")
     assert small.config == {"branch": ["gender=7"]} and not small.needs
-    assert result.exit_code == 1 and "Early stop" in result.output  # still needs early stop
+    assert result.exit_code == 0, result.output
+    early = labels["Early stop"]
+    assert early[1] == "early-stop" and early[5].startswith("after ")  # waits for its STL run
+    assert "inverse" in labels["P'_c"][2]

@@ -410,3 +410,30 @@ def test_replay_imports_no_torch(dst_run):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
 
     assert done.returncode == 0, done.stderr
+
+
+def test_early_stop_switches_a_task_off_at_its_stl_loss(tmp_path):
+    stl = tmp_path / "stl"
+    stl.mkdir()
+    (stl / "epochs.csv").write_text("epoch,phase,task,V\n1,measure,a,2.0\n1,measure,b,2.0\n"
+                                    "2,train,a,0.5\n2,train,b,0.8\n3,train,a,0.4\n"
+                                    "3,train,b,0.9\n")
+    entry = SCHEDULERS.get("early-stop")
+    options = entry.options.parse({"stl_results": str(stl)})
+    infos = [TaskInfo("a", "classification", 17, 10), TaskInfo("b", "classification", 17, 10)]
+    scheduler = entry.load()(options, infos, seed=0)
+    assert scheduler.targets == {"a": 0.4, "b": 0.8}  # the lowest STL training loss
+
+    scheduler.end_epoch(1, {"a": 2.0, "b": 2.0})
+    assert scheduler.gates(2) == {"a": True, "b": True}
+    scheduler.end_epoch(2, {"a": 0.6, "b": 0.7})  # b reached its STL loss
+    assert scheduler.gates(3) == {"a": True, "b": False}
+    rows = scheduler.end_epoch(3, {"a": 0.3, "b": 1.5})  # b stays off though it rose
+    # Both stopped: the all-dropped rule keeps the first task on, and says so.
+    assert scheduler.gates(4) == {"a": True, "b": False} and rows["a"]["forced"] == 1
+
+    missing = entry.options.parse({"stl_results": str(stl)})
+    with pytest.raises(DstError, match="no STL loss for task"):
+        entry.load()(missing, infos + [TaskInfo("c", "classification", 17, 10)], seed=0)
+    with pytest.raises(ConfigError, match="--stl-results is required by early-stop"):
+        entry.options.parse({})

@@ -24,10 +24,16 @@ NEEDS_ONE_REPRESENTATION = {"graddrop", "mgda"}
 
 def extra_options(name: str, tmp_path, data) -> dict:
     entry, _ = resolve(name)
+    tasks = [t.name for t in open_prepared(data).tasks]
     if entry.name == "adaptive":
         stl = tmp_path / "stl-metrics.json"
-        tasks = {t.name: {"error": 50.0} for t in open_prepared(data).tasks}
-        stl.write_text(json.dumps({"tasks": tasks}))
+        stl.write_text(json.dumps({"tasks": {t: {"error": 50.0} for t in tasks}}))
+        return {"stl_results": str(stl)}
+    if entry.name == "early-stop":
+        stl = tmp_path / "stl-run"
+        stl.mkdir()
+        rows = "".join(f"2,train,{t},0.5\n" for t in tasks)
+        (stl / "epochs.csv").write_text("epoch,phase,task,V\n" + rows)
         return {"stl_results": str(stl)}
     return {}
 

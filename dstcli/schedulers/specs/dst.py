@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 from dstcli.schedulers import register_scheduler
@@ -140,3 +141,68 @@ def carry_forward_missing(losses: Sequence[Sequence[float]], tasks: Sequence[str
             current.append(float(v))
         filled.append(current)
     return filled
+
+
+def stl_run_folders(path: Path) -> list[Path]:
+    """An STL run folder, or a folder of them (several seeds), each with its epochs.csv."""
+    from dstcli.errors import DstError
+
+    if (path / "epochs.csv").is_file():
+        return [path]
+    runs = sorted(p for p in path.iterdir() if (p / "epochs.csv").is_file()) \
+        if path.is_dir() else []
+    if not runs:
+        raise DstError(f"{path} is neither an stl run folder (with epochs.csv) nor a folder of "
+                       "them; train one with `dst train --scheduler stl`")
+    return runs
+
+
+def read_stl_losses(path: Path) -> dict[str, float]:
+    """Each task's lowest training loss V over the STL run's training epochs (the mean over
+    runs when the folder holds several), the point where early stop switches the task off."""
+    import csv
+
+    from dstcli.errors import DstError
+
+    best: dict[str, list[float]] = {}
+    for run in stl_run_folders(Path(path)):
+        lowest: dict[str, float] = {}
+        with open(run / "epochs.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                value = float(row["V"]) if row.get("V") not in (None, "") else math.nan
+                if row.get("phase") == "train" and math.isfinite(value):
+                    lowest[row["task"]] = min(value, lowest.get(row["task"], math.inf))
+        if not lowest:
+            raise DstError(f"{run / 'epochs.csv'} has no training epoch to take losses from")
+        for task, value in lowest.items():
+            best.setdefault(task, []).append(value)
+    return {task: sum(values) / len(values) for task, values in best.items()}
+
+
+@register_scheduler(
+    "early-stop",
+    impl="dstcli.schedulers.dst:EarlyStop",
+    summary="MTL that stops each task for good once its training loss reaches its STL loss "
+            "(the paper's Table 7 ablation)",
+)
+@dataclass(frozen=True)
+class EarlyStopOptions(SchedulerOptions):
+    stl_results: str | None = opt(None, "Single-task results to compare against (required): "
+                                        "for early-stop, an stl run folder or a folder of them; "
+                                        "each task stops at its lowest STL training loss.")
+    loss_norm: Literal["initial", "none"] = opt("none", LOSS_NORM_HELP)
+    dropped_loss: Literal["forward", "probe"] = opt("forward", DROPPED_LOSS_HELP)
+    gate_every: Literal["epoch", "step"] = opt("epoch", GATE_EVERY_HELP)
+
+    def problems(self) -> list[str]:
+        from dstcli.errors import DstError
+
+        found = _choice_problems(self)
+        if self.stl_results is None:
+            return found + ["--stl-results is required by early-stop: train an stl run first "
+                            "(dst train --scheduler stl) and pass its run folder"]
+        try:
+            read_stl_losses(Path(self.stl_results))
+        except DstError as e:
+            found.append(f"--stl-results: {e}")
+        return found
