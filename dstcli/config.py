@@ -49,6 +49,8 @@ class TrainConfig:
     branch: tuple[str, ...] = ()
     # Initialisations V[1] is averaged over (section 4.4.2); training starts from the first.
     init_passes: int = 1
+    model: str | None = None  # a model registry name; None: the app's network
+    tasks: tuple[str, ...] = ()  # train only these tasks; empty: every task of the data
     # The bilateral network's options (app fingerprint); None elsewhere.
     tie: float | None = None  # soft parameter sharing: coefficient of sum ||theta_P - theta_L||^2
     margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
@@ -84,6 +86,11 @@ class TrainConfig:
             found.append(f"--seed {self.seed}: use a seed of 0 or more")
         if self.workers < 0:
             found.append(f"--workers {self.workers}: use 0 (load in the main process) or more")
+        from dstcli.models import MODEL_NAMES
+
+        if self.model is not None and self.model not in MODEL_NAMES:
+            found.append(f"--model {self.model!r} is unknown; choose one of: "
+                         f"{', '.join(MODEL_NAMES)} (default: the app's network)")
         if self.init_passes < 1:
             found.append(f"--init-passes {self.init_passes}: measure V[1] over at least 1 "
                          "initialisation")
@@ -143,7 +150,14 @@ class TrainConfig:
                     f"{self.preset} or train with the data's preset"
                 )
         found += branch_problems(self.branch, data.tasks)
+        names = [t.name for t in data.tasks]
+        unknown = [t for t in self.tasks if t not in names]
+        if unknown:
+            found.append(f"--tasks: no task {', '.join(map(repr, unknown))} in --data; its "
+                         f"tasks are {', '.join(names)}")
         for task in data.tasks:
+            if self.tasks and task.name not in self.tasks:
+                continue
             if data.labelled_count(task.name, "train") == 0:
                 found.append(f"task {task.name} has no labelled training sample in --data "
                              f"{self.data}: its loss and P_c are undefined; prepare with "
@@ -197,6 +211,7 @@ class TrainConfig:
 
         values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
         values["branch"] = tuple(values.get("branch", ()))
+        values["tasks"] = tuple(values.get("tasks", ()))
         if values.get("scheduler_options") is not None:
             entry, _ = resolve(values["scheduler"])
             values["scheduler_options"] = entry.options.from_json(values["scheduler_options"])

@@ -190,7 +190,7 @@ def build_model(config: TrainConfig, data: PreparedData, tasks: list[TaskSpec],
     """The run's network at the current random state (its initialisation)."""
     entry, _ = resolve(config.scheduler)
     weights = Path(config.encoder_weights) if config.encoder_weights else None
-    return MODELS.get(APPS.get(config.app).model)(
+    return MODELS.get(config.model or APPS.get(config.app).model)(
         tasks, data.channels, get_preset(config.preset), stl=entry.stl,
         encoder_weights=weights, input_size=data.input_size, tie=config.tie or 0.0,
         encoder_norm=config.encoder_norm or "none").to(device)
@@ -237,11 +237,13 @@ def to_device(run: Run, images: torch.Tensor) -> torch.Tensor:
 
 
 def run_tasks(config: TrainConfig, data: PreparedData) -> list[TaskSpec]:
-    """The prepared data's tasks with the run's changes: a moved head (its depth moves with
-    it: the head keeps its layers), the contrastive margin."""
+    """The prepared data's tasks with the run's changes: only `--tasks` if given, a moved head
+    (its depth moves with it: the head keeps its layers), the contrastive margin."""
     moved = dict(parse_branch(entry) for entry in config.branch)
     tasks = []
     for t in data.tasks:
+        if config.tasks and t.name not in config.tasks:
+            continue
         if t.name in moved:
             t = dataclasses.replace(t, branch=moved[t.name],
                                     depth=t.depth - t.branch + moved[t.name])

@@ -59,3 +59,43 @@ def test_bilateral_options_are_refused_elsewhere(omniglot_tiny, tmp_path):
 
     with pytest.raises(ConfigError, match="--tie applies to the bilateral network"):
         tiny_config(omniglot_tiny, tmp_path / "run", tie=0.1)
+
+
+@pytest.mark.parametrize("model", ["segnet", "unet"])
+def test_segnet_and_unet_train_single_segmentation_tasks(pairs_tiny, tmp_path, model):
+    from dstcli.errors import DstError
+
+    run_dir = train(tiny_config(pairs_tiny, tmp_path / "run", app="fingerprint",
+                                scheduler="stl", model=model,
+                                tasks=("fp_segmentation", "lfp_segmentation")))
+    result = evaluate(run_dir)
+    assert set(result["tasks"]) == {"fp_segmentation", "lfp_segmentation"}
+    assert all("iou" in m for m in result["tasks"].values())
+
+    with pytest.raises(DstError, match="not segmentation tasks"):
+        train(tiny_config(pairs_tiny, tmp_path / "all", app="fingerprint", scheduler="stl",
+                          model=model))
+
+
+def test_unknown_model_and_tasks_are_named(pairs_tiny, tmp_path):
+    from dstcli.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(pairs_tiny, tmp_path / "run", app="fingerprint", model="resnet",
+                    tasks=("matching", "nope"))
+    assert "--model 'resnet' is unknown" in str(caught.value)
+    assert "--tasks: no task 'nope'" in str(caught.value)
+
+
+def test_model_and_tasks_from_the_command_line(pairs_tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from dstcli.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(pairs_tiny), "--out",
+                                      str(tmp_path / "run"), "--scheduler", "stl", "--model",
+                                      "unet", "--tasks", "fp_segmentation", "--epochs", "1",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == "unet" and config["tasks"] == ["fp_segmentation"]

@@ -20,7 +20,8 @@ from dstcli.errors import ConfigError, DstError
 # Flags of the command itself; a scheduler option may not take one of these names.
 FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_size", "lr",
          "device", "workers", "checkpoint_every", "encoder_weights", "encoder_norm", "branch",
-         "init_passes", "tie", "margin", "amp", "channels_last", "compile", "resume")
+         "init_passes", "model", "tasks", "tie", "margin", "amp", "channels_last", "compile",
+         "resume")
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
@@ -75,6 +76,11 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
         ("branch", list[str] | None, opt(None, help="Move a task's head to another encoder "
                                          "convolution, TASK=CONV (Table 7: gender=7); "
                                          "repeatable.")),
+        ("model", str | None, opt(None, help="Another registered network: segnet or unet "
+                                  "(single-task segmentation, Table 5, with --scheduler stl). "
+                                  "[default: the app's]")),
+        ("tasks", str | None, opt(None, help="Train only these tasks, comma-separated. "
+                                  "[default: every task of the data]")),
         ("init_passes", int | None, opt(None, help="Average V[1] over this many "
                                         "initialisations (section 4.4.2); training starts "
                                         "from the first. [default: 1]")),
@@ -138,6 +144,8 @@ def run_training(given: dict[str, Any]) -> Path:
     scheduler_given = {k: str(v) for k, v in given.items() if k in option_names}
     given = {k: v for k, v in given.items() if k not in option_names}
 
+    if "tasks" in given:
+        given["tasks"] = tuple(t.strip() for t in given["tasks"].split(",") if t.strip())
     resume = given.pop("resume", None)
     if resume is not None:
         config = TrainConfig.load(Path(resume) / "config.json")
@@ -190,6 +198,7 @@ def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
     if "branch" in values:
         values["branch"] = tuple(values["branch"])
+
     config = TrainConfig(**values, scheduler_options=options).resolved()
 
     # Everything at once: the scheduler's options and the rest of the configuration.

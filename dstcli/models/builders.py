@@ -15,6 +15,7 @@ from dstcli.apps.base import TaskSpec
 from dstcli.models.bilateral import BilateralNet
 from dstcli.models.multitask import SharedEncoderNet, SingleTaskNets
 from dstcli.models.presets import Preset
+from dstcli.models.segmentation import SegmentationNets
 from dstcli.models.vgg import VGG16Encoder
 from dstcli.registry import Registry
 
@@ -69,3 +70,29 @@ def _load_encoders(model: nn.Module, encoder_weights: Path | None) -> None:
     for module in model.modules():
         if isinstance(module, VGG16Encoder):
             module.load_imagenet(Path(encoder_weights))
+
+
+def _segmentation(architecture: str):
+    def build(tasks: list[TaskSpec], in_channels: int, preset: Preset, stl: bool = False,
+              encoder_weights: Path | None = None, **_: object) -> nn.Module:
+        from dstcli.errors import DstError
+
+        if not stl:
+            raise DstError(f"--model {architecture} is a single-task network: train it with "
+                           "--scheduler stl")
+        others = [t.name for t in tasks if t.kind != "segmentation"]
+        if others:
+            raise DstError(f"--model {architecture} segments; the task(s) {', '.join(others)} "
+                           "are not segmentation tasks: pass --tasks with the segmentation "
+                           "tasks only")
+        if encoder_weights is not None:
+            raise DstError(f"--encoder-weights: {architecture} is trained from scratch here")
+        pairs = any(t.inputs != (0,) for t in tasks)
+        return SegmentationNets(tasks, in_channels, preset.width, architecture, pairs)
+
+    build.__doc__ = f"{architecture}: one single-task segmentation network per task (Table 5)."
+    return build
+
+
+MODELS.register("segnet")(_segmentation("segnet"))
+MODELS.register("unet")(_segmentation("unet"))
