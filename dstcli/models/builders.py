@@ -87,8 +87,7 @@ def _segmentation(architecture: str):
                            "tasks only")
         if encoder_weights is not None:
             raise DstError(f"--encoder-weights: {architecture} is trained from scratch here")
-        pairs = any(t.inputs != (0,) for t in tasks)
-        return SegmentationNets(tasks, in_channels, preset.width, architecture, pairs)
+        return SegmentationNets(tasks, in_channels, preset.width, architecture)
 
     build.__doc__ = f"{architecture}: one single-task segmentation network per task (Table 5)."
     return build

@@ -126,10 +126,9 @@ class SegmentationNets(nn.Module):
     ARCHITECTURES = {"segnet": SegNet, "unet": UNet}
 
     def __init__(self, tasks: list[TaskSpec], in_channels: int, width: float,
-                 architecture: str, pairs: bool):
+                 architecture: str):
         super().__init__()
         self.tasks = {t.name: t for t in tasks}
-        self.pairs = pairs
         self.nets = nn.ModuleDict({t.name: self.ARCHITECTURES[architecture](in_channels, width)
                                    for t in tasks})
 
@@ -146,7 +145,8 @@ class SegmentationNets(nn.Module):
                 ) -> dict[str, torch.Tensor]:
         outputs = {}
         for task, request in requests.items():
-            side = images[:, self.tasks[task].inputs[0]] if self.pairs else images
+            # (B, P, C, H, W) for pair apps: the task's own image of the pair.
+            side = images[:, self.tasks[task].inputs[0]] if images.dim() == 5 else images
             with torch.set_grad_enabled(request.train and torch.is_grad_enabled()):
                 outputs[task] = self.nets[task](side[request.rows])
         return outputs
