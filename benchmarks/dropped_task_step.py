@@ -18,18 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-
-def prepared(faces: int, data: Path | None) -> Path:
-    from dstcli.apps import APPS
-
-    if data is not None:
-        return data
-    out = HERE / "work" / f"aflw-cpu-{faces}"
-    if not (out / "manifest.json").exists():
-        APPS.get("aflw").prepare_synthetic(faces, out, "cpu", force=True, seed=0)
-    return out
+from _common import prepared_faces  # scripts run from benchmarks/, so it is importable
 
 
 def pair_ratios(data: Path, pairs: int, batch: int, dropped_loss: str) -> list[float]:
@@ -97,7 +86,7 @@ def main() -> None:
 
     import torch
 
-    data = prepared(args.faces, args.data)
+    data = prepared_faces(args.faces, args.data)
     print(f"data {data}, {args.pairs} pairs of steps, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads")
     for mode in ("forward", "probe"):

@@ -16,18 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-
-def prepared(faces: int, data: Path | None) -> Path:
-    from dstcli.apps import APPS
-
-    if data is not None:
-        return data
-    out = HERE / "work" / f"aflw-cpu-{faces}"
-    if not (out / "manifest.json").exists():
-        APPS.get("aflw").prepare_synthetic(faces, out, "cpu", force=True, seed=0)
-    return out
+from _common import prepared_faces  # scripts run from benchmarks/, so it is importable
 
 
 def main() -> None:
@@ -47,7 +36,7 @@ def main() -> None:
     from dstcli.tasks import per_sample_loss
     from dstcli.train import build, epoch_batches, run_epoch
 
-    data = prepared(args.faces, args.data)
+    data = prepared_faces(args.faces, args.data)
     config = TrainConfig(app="aflw", data=str(data), out="/tmp/unused", scheduler="mtl",
                          preset="cpu", epochs=1, batch_size=args.batch_size, lr=1e-4,
                          device="cpu").resolved()
