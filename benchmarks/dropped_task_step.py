@@ -1,6 +1,6 @@
 """Step time with the denoising task dropped, relative to every task on (issue 7, point 4).
 
-    python benchmarks/dropped_task_step.py --faces 512 --pairs 30
+    python benchmarks/dropped_task_step.py --faces 2048 --pairs 30
 
 The face network at the `cpu` preset on synthetic AFLW (prepared into benchmarks/work unless
 --data names a prepared folder). One training pass alternates the gates step by step: in each
@@ -78,7 +78,7 @@ def pair_ratios(data: Path, pairs: int, batch: int, dropped_loss: str) -> list[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=int, default=1024, help="synthetic faces to prepare")
+    parser.add_argument("--faces", type=int, default=2048, help="synthetic faces to prepare")
     parser.add_argument("--data", type=Path, help="a prepared AFLW folder at the cpu preset")
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
