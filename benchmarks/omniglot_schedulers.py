@@ -4,8 +4,9 @@
 
 Prepares the two small official zips of ../shared/data/omniglot (8 distinct alphabets) at the
 `cpu` preset once, trains every scheduler with every seed, evaluates, and prints a Markdown
-table (average error as mean +- std over seeds, seconds per training epoch) that goes into the
-README. Raw results are written to benchmarks/results/omniglot-<preset>.csv. Finished runs are
+table (average error as mean +- std over seeds; seconds per training epoch, the median over
+epochs and then over seeds, so that a run that shared the machine does not skew it) that goes
+into the README. Raw results are written to benchmarks/results/omniglot-<preset>.csv. Finished runs are
 reused, so an interrupted benchmark continues where it stopped.
 """
 
@@ -86,7 +87,7 @@ def main() -> None:
         mine = [r for r in rows if r["scheduler"] == scheduler]
         errors = [r["average_error"] for r in mine]
         spread = statistics.stdev(errors) if len(errors) > 1 else 0.0
-        seconds = statistics.mean(r["seconds_per_epoch"] for r in mine)
+        seconds = statistics.median(r["seconds_per_epoch"] for r in mine)
         dropped = 100 * statistics.mean(r["dropped_share"] for r in mine)
         print(f"| {scheduler} | {statistics.mean(errors):.2f} ± {spread:.2f} | {seconds:.1f} "
               f"| {dropped:.0f} |")
