@@ -709,6 +709,11 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
     dataset = ShardDataset(run.data, "train")
     names = [t.name for t in run.tasks]
     last = config.epochs + 1
+    if config.encoder_norm == "batch" and start == 1:
+        # A departure from the paper's VGG16 that changes results: say so where it runs.
+        console.print("note: the encoder has batch normalisation after each convolution (the "
+                      f"{config.preset} preset's default; the paper's VGG16 has none: "
+                      "--encoder-norm none)")
     if start <= last:
         console.print(header(names))
     with _InterruptFlag() as interrupt:
