@@ -6,8 +6,8 @@ Prepares the two small official zips of ../shared/data/omniglot (8 distinct alph
 `cpu` preset once, trains every scheduler with every seed, evaluates, and prints a Markdown
 table (average error as mean +- std over seeds; seconds per training epoch, the median over
 epochs and then over seeds, so that a run that shared the machine does not skew it) that goes
-into the README. Raw results are written to benchmarks/results/omniglot-<preset>.csv. Finished runs are
-reused, so an interrupted benchmark continues where it stopped.
+into the README. Raw results are written to benchmarks/results/omniglot-<preset>.csv.
+Finished runs are reused, so an interrupted benchmark continues where it stopped.
 """
 
 from __future__ import annotations
