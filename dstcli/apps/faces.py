@@ -12,24 +12,14 @@ prepared one, named after it) and prepares it through the same reader as the rea
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dstcli.apps import register_app
 from dstcli.apps.base import App, TaskSpec
+from dstcli.data.staging import draw_synthetic_raw
 from dstcli.errors import DataError, DstError
-
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
-
-
-def synthetic_root(out: Path) -> Path:
-    """Where `prepare_synthetic` writes the raw AFLW layout for the prepared folder `out`."""
-    out = Path(out)
-    return out.with_name(out.name + ".raw")
 
 
 class _FaceApp(App):
@@ -216,27 +206,10 @@ class AflwApp(_FaceApp):
         if out.exists() and not force:
             raise DataError(f"{out} already exists; pass --force to replace it, or choose "
                             "another --out")
-        raw = synthetic_root(out)
-        if raw.exists() and not (raw / SYNTHETIC_MARKER).is_file():
-            raise DataError(f"{raw} exists and is not a synthetic AFLW written by dst; move it "
-                            "away or choose another --out (the raw faces go beside it)")
         generator_seed = self._settings(seed)[1]["seed"]
-
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{raw.name}.partial-", dir=raw.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
-        try:
-            write_synthetic_aflw(tmp, n, generator_seed)
-            (tmp / SYNTHETIC_MARKER).write_text(
-                f"A synthetic AFLW written by dst: {n} faces, seed {generator_seed}.\n"
-                "`dst prepare aflw --synthetic` replaces this folder; do not keep data here.\n")
-            if raw.exists():
-                shutil.rmtree(raw)
-            os.replace(tmp, raw)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        raw = draw_synthetic_raw(
+            out, lambda folder: write_synthetic_aflw(folder, n, generator_seed), "AFLW",
+            f"A synthetic AFLW written by dst: {n} faces, seed {generator_seed}.")
 
         extra = {"synthetic": {"faces": n, "seed": generator_seed, "raw": str(raw)}}
         return self.prepare(raw, out, preset, force=force, seed=seed, progress=progress,

@@ -18,8 +18,6 @@ through the same reader.
 
 from __future__ import annotations
 
-import os
-import shutil
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from dstcli.apps import register_app
 from dstcli.apps.base import App, TaskSpec
+from dstcli.data.staging import draw_synthetic_raw
 from dstcli.errors import DataError
 
 if TYPE_CHECKING:  # numpy is imported where used: `dst --help` loads every app
@@ -36,12 +35,6 @@ TASKS = ("fp_orientation", "fp_segmentation", "lfp_orientation", "lfp_segmentati
          "matching")
 BLOCK = 32  # pairs decoded and appended at a time
 LABEL_DTYPES = {"classification": "int64", "segmentation": "uint8", "contrastive": "float32"}
-
-
-def synthetic_raw_dir(out: Path) -> Path:
-    """Where `prepare_synthetic` keeps the raw synthetic set: beside the prepared folder."""
-    out = Path(out)
-    return out.parent / f"{out.name}.raw"
 
 
 def task_specs(spec: dict[str, Any], size: tuple[int, int]) -> list[TaskSpec]:
@@ -360,32 +353,23 @@ class FingerprintApp(App):
         spec = self.protocol()
         get_preset(preset).input_size(self.name)  # a bad preset fails before the drawing
         out = Path(out)
-        raw = synthetic_raw_dir(out)
         seed = int(spec["protocol"]["seed"] if seed is None else seed)
         if out.exists() and not force:
             what = "a prepared dataset" if (out / MANIFEST).exists() else "a folder"
             raise DataError(f"{out} already holds {what}; pass --force to replace it, or "
                             "choose another --out")
-        if raw.exists() and not force:
-            raise DataError(f"{raw} already exists (the raw synthetic set is kept beside "
-                            "--out); pass --force to draw it again, or choose another --out")
 
-        # Draw beside the old raw set, then swap, so a failed drawing leaves the old one.
-        fresh = raw.parent / f".{raw.name}.new-{os.getpid()}"
-        shutil.rmtree(fresh, ignore_errors=True)
         synthetic = spec.get("synthetic", {})
-        try:
-            write_synthetic_fingerprints(
-                fresh, n, seed=seed, test_fraction=float(synthetic.get("test_fraction", 0.2)),
+        raw = draw_synthetic_raw(
+            out,
+            lambda folder: write_synthetic_fingerprints(
+                folder, n, seed=seed, test_fraction=float(synthetic.get("test_fraction", 0.2)),
                 label_fractions=synthetic.get("label_fractions"),
                 classes=tuple(spec["classes"]),
                 progress=(lambda i, total: progress(i, 2 * total)) if progress else None,
-            )
-            if raw.exists():
-                shutil.rmtree(raw)
-            os.replace(fresh, raw)
-        finally:
-            shutil.rmtree(fresh, ignore_errors=True)
+            ),
+            "fingerprint set", f"Synthetic fingerprint pairs written by dst: {n} pairs, "
+            f"seed {seed}.")
 
         def second_half(i: int, total: int) -> None:
             if progress is not None:

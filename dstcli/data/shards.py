@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from dstcli import __version__
 from dstcli.apps.base import TaskSpec
+from dstcli.data.staging import staging_dir, swap_in
 from dstcli.errors import DataError
 
 SCHEMA_VERSION = 1
@@ -205,12 +205,7 @@ class DatasetWriter:
                 f"{self.out_dir} already holds {what}; pass --force to replace it, "
                 "or choose another --out"
             )
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-",
-                                             dir=self.out_dir.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        self.tmp_dir.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+        self.tmp_dir = staging_dir(self.out_dir)
         self._splits = {s: _SplitWriter(self, s) for s in SPLITS}
         self._committed = False
 
@@ -266,15 +261,7 @@ class DatasetWriter:
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp_manifest, self.tmp_dir / MANIFEST)
 
-        # The old folder is moved aside before the new one takes its name, so that at every
-        # moment the destination is either the complete old dataset or the complete new one.
-        trash = None
-        if self.out_dir.exists():
-            trash = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
-            os.replace(self.out_dir, trash)
-        os.replace(self.tmp_dir, self.out_dir)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        swap_in(self.tmp_dir, self.out_dir)
         self._committed = True
         return manifest
 

@@ -14,12 +14,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dstcli.apps import APPS
-from dstcli.apps.fingerprint import split_pairs, synthetic_raw_dir
+from dstcli.apps.fingerprint import split_pairs
 from dstcli.cli.main import app as cli
 from dstcli.data.pair_manifest import PairRow, read_pair_manifest, write_pair_manifest
 from dstcli.data.protocols import load_protocol
 from dstcli.data.sd27 import read_eft_image, write_eft_image, write_sd27_manifest
 from dstcli.data.shards import ShardDataset, open_prepared
+from dstcli.data.staging import synthetic_raw_dir
 from dstcli.data.synthetic_fingerprint import CLASSES, write_synthetic_fingerprints
 from dstcli.errors import DataError
 
