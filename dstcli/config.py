@@ -55,7 +55,7 @@ class TrainConfig:
     tie: float | None = None  # soft parameter sharing: coefficient of sum ||theta_P - theta_L||^2
     margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
     # The speed flags (docs/scale.md); off by default, the device-dependent checks in train.
-    amp: str = "none"  # autocast of the forward: none or bf16 (fp16 is refused, see problems)
+    amp: str = "none"  # autocast of the forward: none, bf16, or fp16 with loss scaling
     channels_last: bool = False  # CUDA only; a no-op with a note on CPU
     compile: bool = False  # torch.compile of the encoder(s)
     version: int = field(default=CONFIG_VERSION)
@@ -114,14 +114,7 @@ class TrainConfig:
             found += [f"--{f} applies to the bilateral network of pair apps, not to app "
                       f"{self.app}" for f in given]
         if self.amp not in AMP_MODES:
-            found.append(f"--amp {self.amp!r}: use none or bf16")
-        elif self.amp == "fp16":
-            # fp16 needs loss scaling, and the schedulers run their own backward passes (per-task
-            # gradients, GradNorm's norms, uncertainty's log-variances): one scale cannot be
-            # applied to all of them without changing what some methods compute.
-            found.append("--amp fp16 is not supported: it needs loss scaling, which the "
-                         "schedulers' own backward passes cannot take; use --amp bf16 (CPU, "
-                         "and CUDA GPUs with bfloat16) or --amp none")
+            found.append(f"--amp {self.amp!r}: use none, bf16 or fp16 (CUDA)")
         if self.scheduler_options is not None:
             found += self.scheduler_options.problems()
         found += self._data_problems()

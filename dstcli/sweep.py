@@ -176,9 +176,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "run"
 
 
+def data_identity(data: str) -> Any:
+    """What identifies a prepared folder in a run id: its manifest's content (app, image size,
+    tasks, splits, protocol, the sources' checksums), not its path, so that run folders copied
+    to another machine, or data prepared again elsewhere, keep their ids. A folder without a
+    manifest (a dry run before prepare) is named by its path."""
+    manifest_path = Path(data) / "manifest.json" if data else None
+    if manifest_path is None or not manifest_path.is_file():
+        return data
+    manifest = json.loads(manifest_path.read_text())
+    splits = {name: split.get("samples") for name, split in manifest.get("splits", {}).items()}
+    sources = sorted(s.get("sha256") or s.get("path", "") for s in manifest.get("sources", []))
+    return {k: manifest.get(k) for k in ("schema_version", "app", "image", "tasks", "protocol")
+            } | {"splits": splits, "sources": sources}
+
+
 def run_id(label: str, config_json: dict[str, Any]) -> str:
     """A readable prefix (the row's label) and a hash of everything that decides the run."""
     decided = {k: v for k, v in config_json.items() if k != "out"}
+    decided["data"] = data_identity(decided.get("data") or "")
     options = dict(decided.get("scheduler_options") or {})
     for name in NEEDS_STL.values():
         options.pop(name, None)  # the path of a run; that run's own id is hashed already

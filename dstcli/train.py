@@ -54,6 +54,7 @@ CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 CHECKPOINT_VERSION = 1
 BASE_COLUMNS = ("epoch", "phase", "task", "V", "labelled", "measured_on", "seconds")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class NonFiniteLoss(DstError):
@@ -80,7 +81,16 @@ def speed_problems(config: TrainConfig, device: torch.device, world: World) -> l
     if (config.amp == "bf16" and device.type == "cuda"
             and not torch.cuda.is_bf16_supported()):
         found.append(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16; "
-                     "train with --amp none")
+                     "train with --amp fp16 or none")
+    if config.amp == "fp16":
+        if not fp16_supported(device):
+            found.append(f"--amp fp16 needs a CUDA GPU (float16 training with loss scaling); "
+                         f"on {device.type} use --amp bf16 or none")
+        entry, _ = resolve(config.scheduler)
+        if not entry.load().supports_loss_scaling:
+            found.append(f"--amp fp16: --scheduler {config.scheduler} reads the gradients "
+                         "themselves (norms or per-task gradients), which loss scaling would "
+                         "change; train it with --amp bf16 or none")
     if config.compile:
         try:
             import torch._dynamo as dynamo
@@ -107,6 +117,12 @@ def speed_problems(config: TrainConfig, device: torch.device, world: World) -> l
                          "are not written under torchrun (each process holds part of the "
                          "epoch's sums); use 0, the run checkpoints at every epoch end")
     return found
+
+
+def fp16_supported(device: torch.device) -> bool:
+    """float16 autocast with a gradient scaler: CUDA only. (CPU float16 kernels are slow and
+    partial; bfloat16 is the CPU's mixed precision.)"""
+    return device.type == "cuda"
 
 
 def c_compiler() -> str | None:
@@ -159,6 +175,7 @@ class Run:
     scheduler: Scheduler
     device: torch.device
     world: World = field(default_factory=World)
+    scaler: torch.amp.GradScaler | None = None  # --amp fp16
 
 
 def build(config: TrainConfig, world: World | None = None) -> Run:
@@ -182,7 +199,10 @@ def build(config: TrainConfig, world: World | None = None) -> Run:
     infos = [TaskInfo(t.name, t.kind, t.depth, data.labelled_count(t.name)) for t in tasks]
     scheduler = entry.load()(config.scheduler_options, infos, config.seed)
     scheduler.attach(model, optimizer)
-    return Run(config, data, tasks, model, optimizer, scheduler, device, world)
+    # Loss scaling keeps float16 gradients from underflowing; it starts high and backs off
+    # on overflow (a step with an Inf or NaN gradient is skipped, not applied).
+    scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
+    return Run(config, data, tasks, model, optimizer, scheduler, device, world, scaler)
 
 
 def build_model(config: TrainConfig, data: PreparedData, tasks: list[TaskSpec],
@@ -223,9 +243,10 @@ def compile_encoders(model: torch.nn.Module) -> None:
 
 
 def autocast(run: Run) -> Any:
-    """The forward's mixed-precision context (`--amp bf16`); losses are taken in float32."""
-    if run.config.amp == "bf16":
-        return torch.autocast(run.device.type, dtype=torch.bfloat16)
+    """The forward's mixed-precision context (`--amp bf16|fp16`); losses are taken in
+    float32."""
+    if run.config.amp in AMP_DTYPES:
+        return torch.autocast(run.device.type, dtype=AMP_DTYPES[run.config.amp])
     return nullcontext()
 
 
@@ -276,6 +297,7 @@ def save_checkpoint(run: Run, run_dir: Path, epoch: int,
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "rng": _rng_state(),
     }
     tmp = run_dir / (CHECKPOINT + ".tmp")
@@ -321,6 +343,8 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
 
 
 def restore_rng(state: dict[str, Any]) -> None:
@@ -518,13 +542,20 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                 run.optimizer.zero_grad(set_to_none=True)
                 ctx = StepContext(epoch, step, model, run.optimizer,
                                   {t: int(r.rows.numel()) for t, r in requests.items()},
-                                  tasks, outputs, targets, representation, reevaluate)
+                                  tasks, outputs, targets, representation, reevaluate,
+                                  scale_loss=run.scaler.scale if run.scaler else _identity)
                 scheduler.backward(losses, ctx)
                 penalty = regularization(model)
                 if penalty is not None:
-                    penalty.backward()
+                    ctx.scale_loss(penalty).backward()
                 distributed.average_gradients(world, params, device)
-                run.optimizer.step()
+                if run.scaler is not None:
+                    # Unscales, skips the step if a gradient overflowed (the same on every
+                    # process: the gradients were averaged first), then adapts the scale.
+                    run.scaler.step(run.optimizer)
+                    run.scaler.update()
+                else:
+                    run.optimizer.step()
                 scheduler.after_step(ctx)
             bar.advance(job)
             if on_step is not None:

@@ -88,9 +88,10 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
                                   "coefficient on sum ||theta_P - theta_L||^2. [default: 1e-3]")),
         ("margin", float | None, opt(None, help="Bilateral network: margin of the contrastive "
                                      "matching loss (Eq. 20). [default: 1.0]")),
-        ("amp", str | None, opt(None, help="Mixed precision of the forward pass: none or bf16 "
-                                "(fp16 is refused: the schedulers' own backward passes cannot "
-                                "take loss scaling). [default: none]")),
+        ("amp", str | None, opt(None, help="Mixed precision of the forward pass: none, bf16, "
+                                "or fp16 with loss scaling (CUDA; not for the methods that "
+                                "read gradients: GradNorm and gradient surgery). "
+                                "[default: none]")),
         ("channels_last", bool | None, opt(None, "--channels-last", help="Model and images "
                                            "in channels-last layout (CUDA; a no-op on CPU).")),
         ("compile", bool | None, opt(None, "--compile", help="torch.compile the encoder(s); "

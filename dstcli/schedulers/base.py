@@ -51,6 +51,9 @@ class StepContext:
     representation: RepresentationSplit | None = None
     # Re-run the same batch's forward without gradients (FAMO); returns per-task mean losses.
     reevaluate: Callable[[], dict[str, float]] | None = None
+    # The loss scale of `--amp fp16` (identity otherwise): a method that supports loss
+    # scaling runs its backward on `scale_loss(total)`; the trainer unscales before the step.
+    scale_loss: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda loss: loss)
 
 
 class Scheduler:
@@ -66,6 +69,10 @@ class Scheduler:
     # Whether the method still is itself when each of several processes (torchrun) runs its
     # backward on a share of the batch and the trainer averages the gradients after it.
     supports_distributed: ClassVar[bool] = True
+    # Whether the method's gradients all come from one backward pass of a loss the trainer can
+    # scale (`--amp fp16`): methods that read gradients themselves (norms, per-task gradients,
+    # Gram matrices) would read them scaled, so they refuse fp16 and take bf16 instead.
+    supports_loss_scaling: ClassVar[bool] = True
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         self.options = options
@@ -90,7 +97,7 @@ class Scheduler:
         """Default: `sum_t w_t L_t` over the tasks present, one backward pass."""
         total = sum(self.weights[t] * loss for t, loss in losses.items())
         if isinstance(total, torch.Tensor) and total.requires_grad:
-            total.backward()
+            ctx.scale_loss(total).backward()
 
     def after_step(self, ctx: StepContext) -> None:
         """Called after the optimizer step."""

@@ -58,12 +58,14 @@ class FAMO(Scheduler):
         z = self.softmax(present).detach()  # (k,)
         shifted = torch.stack([losses[t] for t in present]).clamp_min(0) + LOSS_EPS  # (k,)
         c = (z / shifted.detach()).sum()
-        (z * shifted.log()).sum().div(c).backward()
+        ctx.scale_loss((z * shifted.log()).sum().div(c)).backward()
         self.before = {t: float(v) for t, v in zip(present, shifted.detach(), strict=True)}
 
     def after_step(self, ctx: StepContext) -> None:
         if not self.before or ctx.reevaluate is None:
             return
+        # Under --amp fp16 a step skipped for overflow changed nothing: the losses barely move
+        # and the logits take a near-zero update, as FAMO would for a step that did not help.
         after = ctx.reevaluate()
         tasks = [t for t in self.before if t in after]
         if not tasks:

@@ -268,6 +268,7 @@ class GradientMethod(Scheduler):
     # Each step combines the tasks' own gradients; on a share of the batch that is another
     # combination than on the whole batch, so several processes are refused.
     supports_distributed: ClassVar[bool] = False
+    supports_loss_scaling: ClassVar[bool] = False
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)

@@ -12,7 +12,7 @@ step. L_t(0) is V[1, t], the task's mean loss over the pass without update (epoc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ MIN_REFERENCE = 1e-12
 
 class GradNorm(Scheduler):
     """K partial backwards to W for the gradient norms, then one full backward."""
+
+    # The gradient norms G_t are read from the gradients themselves (scaled under fp16).
+    supports_loss_scaling: ClassVar[bool] = False
 
     def __init__(self, options: GradNormOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)

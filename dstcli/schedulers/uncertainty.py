@@ -42,7 +42,7 @@ class UncertaintyWeighting(Scheduler):
         if not present:
             return
         total = sum(0.5 * (torch.exp(-self.s[t]) * losses[t] + self.s[t]) for t in present)
-        total.backward()
+        ctx.scale_loss(total).backward()
 
     def end_epoch(self, epoch: int, losses: dict[str, float],
                   metrics: dict[str, dict[str, float]] | None = None

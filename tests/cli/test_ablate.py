@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -107,12 +109,15 @@ def test_sweep_resumes_only_what_did_not_finish(tmp_path, omniglot_tiny):
     sweep = tmp_path / "small.toml"
     sweep.write_text(SMALL)
     args = ["ablate", str(sweep), "--app", "omniglot", "--data", str(omniglot_tiny),
-            "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "runs")]
+            "--epochs", "1", "--device", "cpu", "--lr", "0.002", "--batch-size", "8",
+            "--out", str(tmp_path / "runs")]
     first = runner.invoke(app, args)
     assert first.exit_code == 1, first.output  # the `needs` row fails; the others ran
     assert "needs a feature dst lacks" in first.output
     metrics = sorted((tmp_path / "runs" / "omniglot").glob("*/metrics.json"))
     assert len(metrics) == 2
+    config = json.loads((metrics[0].parent / "config.json").read_text())
+    assert (config["lr"], config["batch_size"]) == (0.002, 8)
     kept, removed = metrics
     kept_time = kept.stat().st_mtime_ns
     removed.unlink()
@@ -148,3 +153,22 @@ def test_table7_moves_the_gender_head_and_names_what_it_cannot_run():
     early = labels["Early stop"]
     assert early[1] == "early-stop" and early[5].startswith("after ")  # waits for its STL run
     assert "inverse" in labels["P'_c"][2]
+
+
+def test_run_ids_follow_the_data_not_its_path(tmp_path, omniglot_tiny):
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(omniglot_tiny, moved)
+    listings = [runner.invoke(app, ["ablate", "methods", "--app", "omniglot", "--data",
+                                    str(data), "--dry-run"]) for data in (omniglot_tiny, moved)]
+    ids = [[line.split("\t")[4] for line in r.output.splitlines()[1:]] for r in listings]
+    assert listings[0].exit_code == 0 and ids[0] and ids[0] == ids[1]
+
+    # Other data (another split seed) is another run.
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["protocol"]["seed"] = 99
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    other = runner.invoke(app, ["ablate", "methods", "--app", "omniglot", "--data", str(moved),
+                                "--dry-run"])
+    assert not set(ids[0]) & {line.split("\t")[4] for line in other.output.splitlines()[1:]}
