@@ -56,7 +56,7 @@ class TrainConfig:
     margin: float | None = None  # the contrastive loss's margin m (Eq. 20)
     # The speed flags (docs/scale.md); off by default, the device-dependent checks in train.
     amp: str = "none"  # autocast of the forward: none, bf16, or fp16 with loss scaling
-    channels_last: bool = False  # CUDA only; a no-op with a note on CPU
+    channels_last: bool = False  # convolutions in NHWC (faster with cuDNN and oneDNN)
     compile: bool = False  # torch.compile of the encoder(s)
     version: int = field(default=CONFIG_VERSION)
 

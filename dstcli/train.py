@@ -191,7 +191,7 @@ def build(config: TrainConfig, world: World | None = None) -> Run:
     seed_everything(config.seed)
     tasks = run_tasks(config, data)
     model = build_model(config, data, tasks, device)
-    if config.channels_last and device.type == "cuda":
+    if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         compile_encoders(model)
@@ -252,7 +252,7 @@ def autocast(run: Run) -> Any:
 
 def to_device(run: Run, images: torch.Tensor) -> torch.Tensor:
     images = images.to(run.device, non_blocking=True)
-    if run.config.channels_last and run.device.type == "cuda" and images.dim() == 4:
+    if run.config.channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     return images
 
@@ -731,8 +731,6 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
                 log.path.unlink()
             config.save(run_dir / "config.json")
             write_tasks(run, run_dir / "tasks.json")
-    if config.channels_last and run.device.type != "cuda":
-        console.print("note: --channels-last applies on CUDA only; the CPU run ignores it")
     if world.active:
         console.print(f"{world.size} processes, each on its share of every batch of "
                       f"{config.batch_size}")

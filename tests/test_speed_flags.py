@@ -89,6 +89,15 @@ def test_bf16_trains_on_cpu(omniglot_tiny, tmp_path):
         assert values and all(math.isfinite(v) for v in values.values())
 
 
+def test_channels_last_on_cpu_measures_the_same_losses(omniglot_tiny, tmp_path):
+    plain, nhwc = (train(tiny_config(omniglot_tiny, tmp_path / name, channels_last=flag),
+                         progress=False) for name, flag in (("plain", False), ("nhwc", True)))
+    # Epoch 1 is the forward-only pass: the same weights in another memory layout.
+    a, b = epoch_v(plain, 1), epoch_v(nhwc, 1)
+    assert a.keys() == b.keys()
+    assert all(math.isclose(a[t], b[t], rel_tol=1e-4) for t in a)
+
+
 def test_workers_change_nothing(omniglot_tiny, tmp_path):
     runs = [train(tiny_config(omniglot_tiny, tmp_path / f"w{n}", workers=n), progress=False)
             for n in (0, 2)]

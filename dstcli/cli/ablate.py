@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
                                         "paper's 5e-5, meant for ImageNet-initialised "
                                         "encoders; from scratch, 1e-3 suits the small presets)."),
         batch_size: int | None = typer.Option(None, help="Batch size of every run."),
+        channels_last: bool = typer.Option(False, "--channels-last", help="Every run in "
+                                           "channels-last layout (dst train --channels-last)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; train nothing."),
         all_schedulers: bool = typer.Option(False, "--all-schedulers",
                                             help="Add a row for every other registered "
@@ -65,7 +67,8 @@ def register(app: typer.Typer) -> None:
         if problems:
             raise ConfigError(problems)
         values = {k: v for k, v in (("epochs", epochs), ("preset", preset), ("device", device),
-                                    ("lr", lr), ("batch_size", batch_size)) if v is not None}
+                                    ("lr", lr), ("batch_size", batch_size),
+                                    ("channels_last", channels_last or None)) if v is not None}
         data_path = str(data.resolve()) if data is not None else ""
         runs = plan(sweep, app_name, data_path, seeds, out_dir.resolve(), values)
 

@@ -93,7 +93,8 @@ def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
                                 "read gradients: GradNorm and gradient surgery). "
                                 "[default: none]")),
         ("channels_last", bool | None, opt(None, "--channels-last", help="Model and images "
-                                           "in channels-last layout (CUDA; a no-op on CPU).")),
+                                           "in channels-last layout (faster convolutions on "
+                                           "CUDA and on most CPUs).")),
         ("compile", bool | None, opt(None, "--compile", help="torch.compile the encoder(s); "
                                      "the first steps are slow while it compiles.")),
         ("resume", Path | None, opt(None, help="Continue the run in this folder from its "

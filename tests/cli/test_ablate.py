@@ -110,14 +110,14 @@ def test_sweep_resumes_only_what_did_not_finish(tmp_path, omniglot_tiny):
     sweep.write_text(SMALL)
     args = ["ablate", str(sweep), "--app", "omniglot", "--data", str(omniglot_tiny),
             "--epochs", "1", "--device", "cpu", "--lr", "0.002", "--batch-size", "8",
-            "--out", str(tmp_path / "runs")]
+            "--channels-last", "--out", str(tmp_path / "runs")]
     first = runner.invoke(app, args)
     assert first.exit_code == 1, first.output  # the `needs` row fails; the others ran
     assert "needs a feature dst lacks" in first.output
     metrics = sorted((tmp_path / "runs" / "omniglot").glob("*/metrics.json"))
     assert len(metrics) == 2
     config = json.loads((metrics[0].parent / "config.json").read_text())
-    assert (config["lr"], config["batch_size"]) == (0.002, 8)
+    assert (config["lr"], config["batch_size"], config["channels_last"]) == (0.002, 8, True)
     kept, removed = metrics
     kept_time = kept.stat().st_mtime_ns
     removed.unlink()

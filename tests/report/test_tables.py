@@ -53,9 +53,20 @@ def test_tables_mean_std_and_order(tmp_path):
     write_run(runs, "l-mtl", "aflw", "mtl", 0, aflw(21.0, 10.0), {},
               {**sweep, "label": "Traditional MTL", "group": "Traditional MTL", "row": 0})
 
+    for seed, smile in enumerate((10.0, 14.0)):
+        write_run(runs, f"mtfl-{seed}", "mtfl", "dst", seed,
+                  {"gender": 20.0, "spectacles": 5.0, "smile": smile, "landmarks": 9.0,
+                   "pose": 30.0, "denoising": 21.0})
+
     result = CliRunner().invoke(app, ["tables", str(runs), "--out", str(tmp_path / "res")])
     assert result.exit_code == 0, result.output
     res = tmp_path / "res"
+    mtfl = pd.read_csv(res / "table3-mtfl.csv").set_index("Training Method")
+    assert list(mtfl.index) == ["DST (Proposed)"]
+    assert list(mtfl.columns)[1:-1] == [
+        "Gender acc. (%) ↑", "Specs acc. (%) ↑", "Smile acc. (%) ↑", "Landmark err. (%) ↓",
+        "Pose acc. (5 classes, %) ↑", "Denoising err. (%) ↓"]
+    assert mtfl.loc["DST (Proposed)", "Smile acc. (%) ↑"] == "88.00 ± 2.83"
     table3 = pd.read_csv(res / "table3.csv")
     assert list(table3["Training Method"]) == ["Individually Trained (STL)", "MTL",
                                                "GradNorm (α = 0.5)", "DST (Proposed)"]
@@ -82,6 +93,7 @@ def test_tables_mean_std_and_order(tmp_path):
     assert not (res / "table4.csv").exists()  # no fingerprint run
 
     long = pd.read_csv(res / "runs-long.csv")
-    gender = long[(long.task == "gender") & (long.metric == "accuracy") & (long.seed == 1)]
+    gender = long[(long.task == "gender") & (long.metric == "accuracy") & (long.seed == 1)
+                  & (long.app == "aflw")]
     assert list(gender["value"]) == [78.0]
-    assert long[long.task == "average"]["value"].count() == 10  # one line per run
+    assert long[long.task == "average"]["value"].count() == 12  # one line per run
