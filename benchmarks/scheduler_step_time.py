@@ -2,7 +2,7 @@
 
     python benchmarks/scheduler_step_time.py --steps 20
 
-On the `cpu` preset's Omniglot shards (8 alphabets, prepared by omniglot_schedulers.py), each
+On the `cpu` preset's Omniglot shards (8 alphabets, prepared on first use), each
 scheduler trains the same `--steps` batches after one pass without update over them and two
 warm-up steps; the table gives the median seconds per step and the ratio to `mtl`'s. Methods
 are measured in turns (mtl, a, mtl, b, ...) so that a drift in the machine's speed affects
@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _common import WORK, prepared_omniglot  # scripts run from benchmarks/: importable
 
 
 class FixedSubset:
@@ -79,13 +79,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()
 
     from dstcli.data.shards import open_prepared
     from dstcli.schedulers import SCHEDULERS
 
-    data = args.work / f"omniglot-{args.preset}"
+    data = prepared_omniglot(args.preset, args.work)
     tasks = [t.name for t in open_prepared(data).tasks]
     # A stand-in STL run for the methods that compare against one (adaptive, early-stop).
     stl = args.work / "stl-stand-in"

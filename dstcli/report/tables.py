@@ -8,6 +8,7 @@ that no run fills.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -202,6 +203,53 @@ def ablation_table(runs: list[RunResult], sweep: str, lambdas: bool):
     return table
 
 
+def run_cost(folder: Path) -> tuple[float, float]:
+    """A run's median seconds per training epoch and the percentage of its task-epochs that
+    were gated off (from epochs.csv; NaN where the log is missing)."""
+    path = Path(folder) / "epochs.csv"
+    if not path.is_file():
+        return math.nan, math.nan
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    seconds = {int(r["epoch"]): float(r["seconds"]) for r in rows if r["phase"] == "train"}
+    if not seconds:
+        return math.nan, math.nan
+    # The gate logged at the end of epoch k is the one epoch k + 1 trains with.
+    gates = [int(r["G"]) for r in rows
+             if r.get("G") not in (None, "") and int(r["epoch"]) < max(seconds)]
+    dropped = 100.0 * (1 - statistics.fmean(gates)) if gates else 0.0
+    return statistics.median(seconds.values()), dropped
+
+
+def cost_table(runs: list[RunResult]) -> list[dict[str, Any]]:
+    """What each method costs where it ran: the median training epoch over its runs (each
+    run's median epoch), relative to MTL's on the same app, beside the share of task-epochs
+    it dropped. Runs that shared the machine make these times comparable only with each
+    other."""
+    table = []
+    for app in sorted({r.app for r in runs}):
+        rows = _group([r for r in runs if r.app == app])
+        costs = {label: [run_cost(Path(r.path)) for r in rows[label]] for label in rows}
+        epoch = {label: _median([c[0] for c in values]) for label, values in costs.items()}
+        mtl = epoch.get("MTL", math.nan)
+        for label in _ordered(rows, METHOD_ORDER):
+            dropped = _median([c[1] for c in costs[label]])
+            table.append({"App": app, "Training Method": label, "seeds": len(rows[label]),
+                          "seconds per epoch": _fixed(epoch[label], 1),
+                          "relative to MTL": _fixed(epoch[label] / mtl, 2),
+                          "dropped task-epochs (%)": _fixed(dropped, 0)})
+    return table
+
+
+def _median(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def _fixed(value: float, digits: int) -> str:
+    return "" if math.isnan(value) else f"{value:.{digits}f}"
+
+
 def long_rows(runs: list[RunResult]) -> list[dict[str, Any]]:
     """One line per run, task and metric: for pandas, spreadsheets and plots of your own."""
     out = []
@@ -224,7 +272,8 @@ def build_tables(runs: list[RunResult]) -> dict[str, list[dict[str, Any]]]:
               "table4": method_table(runs, "fingerprint", TABLE4),
               "table5": table5(runs), "table6": table6(runs),
               "table7": ablation_table(runs, "table7", lambdas=False),
-              "table8": ablation_table(runs, "lambdas", lambdas=True)}
+              "table8": ablation_table(runs, "lambdas", lambdas=True),
+              "costs": cost_table(runs)}
     return {name: rows for name, rows in tables.items() if rows}
 
 
@@ -236,7 +285,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def write_tables(runs_dir: Path, out: Path) -> list[Path]:
-    """Write tableN.csv and tableN.md for each table the runs fill, and runs-long.csv."""
+    """Write tableN.csv and tableN.md for each table the runs fill, costs.csv/.md (epoch
+    time and dropped task-epochs per method), and runs-long.csv."""
     import pandas as pd
 
     runs = read_runs(runs_dir)

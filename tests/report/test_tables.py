@@ -97,3 +97,34 @@ def test_tables_mean_std_and_order(tmp_path):
                   & (long.app == "aflw")]
     assert list(gender["value"]) == [78.0]
     assert long[long.task == "average"]["value"].count() == 12  # one line per run
+
+
+def write_epochs(folder, seconds, gates):
+    """epochs.csv of a two-task run: epoch 1 measures, then one train row per epoch; `gates`
+    gives each epoch's logged G for tasks a and b."""
+    lines = ["epoch,phase,task,V,labelled,measured_on,seconds,w,G"]
+    for epoch, (secs, g) in enumerate(zip(seconds, gates, strict=True), start=1):
+        phase = "measure" if epoch == 1 else "train"
+        lines += [f"{epoch},{phase},{t},1.0,10,epoch,{secs},1.0,{on}"
+                  for t, on in zip("ab", g, strict=True)]
+    (folder / "epochs.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_costs_table_reads_epoch_times_and_gates(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "mtl", "omniglot", "mtl", 0, {"a": 10.0, "b": 11.0})
+    write_run(runs, "dst", "omniglot", "dst", 0, {"a": 10.0, "b": 11.0})
+    write_epochs(runs / "mtl", [30.0, 10.0, 12.0], [(1, 1)] * 3)
+    # G of epoch 1 gates epoch 2 (b off), of epoch 2 gates epoch 3 (both on); the last
+    # epoch's G gates nothing that ran.
+    write_epochs(runs / "dst", [30.0, 8.0, 9.0], [(1, 0), (1, 1), (0, 0)])
+
+    result = CliRunner().invoke(app, ["tables", str(runs), "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    costs = pd.read_csv(tmp_path / "res" / "costs.csv").set_index("Training Method")
+    assert list(costs.index) == ["MTL", "DST (Proposed)"]
+    assert costs.loc["MTL", "seconds per epoch"] == 11.0
+    assert costs.loc["DST (Proposed)", "seconds per epoch"] == 8.5
+    assert costs.loc["DST (Proposed)", "relative to MTL"] == round(8.5 / 11, 2)
+    assert costs.loc["DST (Proposed)", "dropped task-epochs (%)"] == 25
+    assert costs.loc["MTL", "dropped task-epochs (%)"] == 0
