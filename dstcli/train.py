@@ -510,12 +510,12 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                     continue
                 requests[name] = TaskRequest(rows.to(device), gates[name])
                 targets[name] = batch["labels"][name][rows].to(device, non_blocking=True)
-            representation = None
+            representations = None
             with autocast(run):
                 if not images.shape[0]:
                     outputs = {}
                 elif split:
-                    outputs, representation = model.forward_split(images, requests)
+                    outputs, representations = model.forward_split(images, requests)
                 else:
                     outputs = model(images, requests)
             if config.amp != "none":
@@ -542,7 +542,7 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                 run.optimizer.zero_grad(set_to_none=True)
                 ctx = StepContext(epoch, step, model, run.optimizer,
                                   {t: int(r.rows.numel()) for t, r in requests.items()},
-                                  tasks, outputs, targets, representation, reevaluate,
+                                  tasks, outputs, targets, representations, reevaluate,
                                   scale_loss=run.scaler.scale if run.scaler else _identity)
                 scheduler.backward(losses, ctx)
                 penalty = regularization(model)

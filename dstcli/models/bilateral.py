@@ -18,7 +18,7 @@ from torch import nn
 
 from dstcli.apps.base import TaskSpec
 from dstcli.models.heads import ConvDecoder, FullyConnectedHead
-from dstcli.models.multitask import TaskRequest
+from dstcli.models.multitask import RepresentationSplit, TaskRequest, cut
 from dstcli.models.vgg import CONV_COUNT, VGG16Encoder
 
 
@@ -66,6 +66,22 @@ class BilateralNet(nn.Module):
         """Parameters only this task trains (none for segmentation and matching)."""
         return list(self.heads[task].parameters()) if task in self.heads else []
 
+    def head_parameters(self, task: str) -> list[nn.Parameter]:
+        """The parameters between an encoder's output and the task's output: its head, the
+        decoder (shared by the two segmentation tasks, which each send it their gradient),
+        or none (matching compares the encoders' outputs directly)."""
+        if self.tasks[task].kind == "segmentation" and self.decoder is not None:
+            return list(self.decoder.parameters())
+        return self.task_parameters(task)
+
+    def representation_readers(self) -> list[tuple[str, ...]] | None:
+        """One shared representation per encoder, its last convolution, read by the tasks of
+        that input (matching reads both); None when a task branches elsewhere (--branch)."""
+        if any(t.branch != CONV_COUNT for t in self.tasks.values()):
+            return None
+        return [tuple(t for t, spec in self.tasks.items() if side in spec.inputs)
+                for side in (0, 1)]
+
     def last_shared_weights(self) -> list[torch.Tensor]:
         """GradNorm's W: no single layer serves every task, so the last convolution of each
         encoder together; every task reaches at least one of them."""
@@ -81,6 +97,19 @@ class BilateralNet(nn.Module):
     def forward(self, images: torch.Tensor, requests: dict[str, TaskRequest]
                 ) -> dict[str, torch.Tensor]:
         """images: (B, 2, C, H, W), the fingerprint and the latent of each pair."""
+        return self._run(images, requests, split=False)[0]
+
+    def forward_split(self, images: torch.Tensor, requests: dict[str, TaskRequest]
+                      ) -> tuple[dict[str, torch.Tensor], list[RepresentationSplit]]:
+        """Like forward, with each encoder's output cut (see RepresentationSplit): the heads,
+        the decoder and matching read leaf copies."""
+        if self.representation_readers() is None:
+            raise ValueError("a task branches before the last convolution: the encoders' "
+                             "outputs are not the only representations the tasks read")
+        return self._run(images, requests, split=True)
+
+    def _run(self, images: torch.Tensor, requests: dict[str, TaskRequest], split: bool
+             ) -> tuple[dict[str, torch.Tensor], list[RepresentationSplit]]:
         features: dict[int, dict[int, torch.Tensor]] = {}
         for side in (0, 1):
             readers = {t: r for t, r in requests.items() if side in self.tasks[t].inputs}
@@ -92,13 +121,18 @@ class BilateralNet(nn.Module):
             with torch.set_grad_enabled(bool(trained) and torch.is_grad_enabled()):
                 features[side] = self.encoders[side](images[:, side], taps,
                                                      grad_upto=max(trained, default=0))
+        cuts = []
+        for side in features if split else ():
+            cuts.append(cut(features[side][CONV_COUNT],
+                            (t for t in requests if side in self.tasks[t].inputs)))
+            features[side] = {**features[side], CONV_COUNT: cuts[-1].z_heads}
 
         outputs = {}
         for task, request in requests.items():
             with torch.set_grad_enabled(request.train and torch.is_grad_enabled()):
                 outputs[task] = self._task_output(self.tasks[task], features, request.rows,
                                                   request.train)
-        return outputs
+        return outputs, cuts
 
     def _task_output(self, spec: TaskSpec, features, rows: torch.Tensor, train: bool
                      ) -> torch.Tensor:

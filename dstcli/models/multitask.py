@@ -26,15 +26,22 @@ class TaskRequest:
 
 @dataclass
 class RepresentationSplit:
-    """The shared representation z cut in two, for methods that edit its gradient.
+    """A shared representation z cut in two, for methods that edit its gradient.
 
     `z` keeps the graph to the encoder; the heads read `z_heads`, a leaf copy, so each task's
     gradient with respect to z can be taken through its head alone (a partial backward) and
-    the combined gradient sent into the encoder with `z.backward(grad)`.
+    the combined gradient sent into the encoder with `z.backward(grad)`. A network may have
+    several such tensors (the bilateral network: one per encoder); `readers` are the tasks
+    whose outputs read this one.
     """
 
     z: torch.Tensor  # (B, C, H, W), attached to the encoder
     z_heads: torch.Tensor  # the same values, a leaf that requires grad
+    readers: tuple[str, ...]
+
+
+def cut(z: torch.Tensor, readers) -> RepresentationSplit:
+    return RepresentationSplit(z, z.detach().requires_grad_(z.requires_grad), tuple(readers))
 
 
 class SharedEncoderNet(nn.Module):
@@ -59,6 +66,15 @@ class SharedEncoderNet(nn.Module):
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         return list(self.heads[task].parameters())
 
+    def head_parameters(self, task: str) -> list[nn.Parameter]:
+        """The parameters between the shared representation and the task's output."""
+        return self.task_parameters(task)
+
+    def representation_readers(self) -> list[tuple[str, ...]] | None:
+        """The tasks reading each shared representation `forward_split` cuts: one tensor read
+        by every task, or None when the heads branch at several depths."""
+        return None if self.representation_depth() is None else [tuple(self.branch)]
+
     def representation_depth(self) -> int | None:
         """The convolution every head reads, or None when heads branch at several depths."""
         depths = set(self.branch.values())
@@ -74,13 +90,13 @@ class SharedEncoderNet(nn.Module):
         return self._run(images, requests, split=False)[0]
 
     def forward_split(self, images: torch.Tensor, requests: dict[str, TaskRequest]
-                      ) -> tuple[dict[str, torch.Tensor], RepresentationSplit]:
+                      ) -> tuple[dict[str, torch.Tensor], list[RepresentationSplit]]:
         """Like forward, with the heads reading a leaf copy of the shared representation."""
         if self.representation_depth() is None:
             raise ValueError("the heads branch at several depths: there is no single shared "
                              "representation")
         outputs, split = self._run(images, requests, split=True)
-        return outputs, split
+        return outputs, [split] if split is not None else []
 
     def _run(self, images, requests, split: bool):
         if not requests:
@@ -93,7 +109,7 @@ class SharedEncoderNet(nn.Module):
         if split:
             depth = self.representation_depth()
             z = features[depth]
-            rep = RepresentationSplit(z, z.detach().requires_grad_(z.requires_grad))
+            rep = cut(z, self.branch)
             features = {**features, depth: rep.z_heads}
         outputs = {}
         for task, request in requests.items():

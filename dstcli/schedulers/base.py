@@ -47,8 +47,8 @@ class StepContext:
     tasks: dict[str, Any] = field(default_factory=dict)  # name -> TaskSpec
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # on the labelled rows
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
-    # Set when the scheduler asks for it (`needs_representation`): the shared tensor z.
-    representation: RepresentationSplit | None = None
+    # Set when the scheduler asks for it (`needs_representation`): the shared tensors z, cut.
+    representations: list[RepresentationSplit] | None = None
     # Re-run the same batch's forward without gradients (FAMO); returns per-task mean losses.
     reevaluate: Callable[[], dict[str, float]] | None = None
     # The loss scale of `--amp fp16` (identity otherwise): a method that supports loss

@@ -7,6 +7,10 @@ purity P of those sums is the probability of keeping the positive gradients ther
 uniform draw U picks the sign kept. The trunk gets `sum_t (leak_t + (1 - leak_t) M_t) grad_z L_t`
 (one trunk backward); the heads keep their own tasks' plain gradients.
 
+A network with several shared tensors (the bilateral network: each encoder's output, read by
+the tasks of its input, matching by both) gets GradDrop on each, among the tasks that read it,
+as docs/baselines.md recommends for multi-input networks; each encoder gets its own masked sum.
+
 Left out: the authors' optional monotone transform f(P) and their `keep_gradnorm_constant`
 rescaling (off by default there too).
 """
@@ -18,11 +22,7 @@ from torch import nn
 
 from dstcli.errors import DstError
 from dstcli.schedulers.base import StepContext, TaskInfo
-from dstcli.schedulers.gradient import (
-    GradientMethod,
-    representation_gradients,
-    require_representation,
-)
+from dstcli.schedulers.gradient import GradientMethod, require_representation, split_gradients
 from dstcli.schedulers.options import SchedulerOptions
 from dstcli.seeding import derived_seed
 
@@ -78,10 +78,13 @@ class GradDrop(GradientMethod):
                              strict=True))
         self._generator = torch.Generator()
         self._generator_epoch = -1
+        self.above: dict[str, list[nn.Parameter]] = {}
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         require_representation(model, self.method)
         super().attach(model, optimizer)
+        self.above = {t: [p for p in model.head_parameters(t) if p.requires_grad]
+                      for t in self.names}
 
     def uniform(self, shape: torch.Size, epoch: int, device: torch.device) -> torch.Tensor:
         # Drawn on the CPU and reseeded per epoch: the same draws on any device, and a resumed
@@ -93,19 +96,24 @@ class GradDrop(GradientMethod):
 
     def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
         names = self.present(losses)
-        rep = ctx.representation
-        if not names or rep is None:
+        cuts = ctx.representations
+        if not names or not cuts:
             return
 
-        grads = representation_gradients([losses[t] for t in names], rep.z_heads,
-                                         [self.heads[t] for t in names])  # (K, B, C, H, W)
-        z = rep.z.detach()
-        u = self.uniform(z.shape[1:], ctx.epoch, z.device)  # (C, H, W)
-        masks = graddrop_masks(z, grads, u)  # (K, C, H, W)
-
-        leak = torch.tensor([self.leak[t] for t in names], dtype=grads.dtype,
-                            device=grads.device)
-        rep.z.backward(graddrop_combine(grads, masks, leak))
-
-        kept = leak + (1.0 - leak) * masks.flatten(1).mean(dim=1)  # (K,)
-        self.record({"keep": dict(zip(names, kept.tolist(), strict=True))})
+        per_cut = split_gradients({t: losses[t] for t in names}, cuts,
+                                  {t: self.above[t] for t in names})
+        kept: dict[str, list[float]] = {}
+        for i, (rep, (readers, grads)) in enumerate(zip(cuts, per_cut, strict=True)):
+            if not readers:
+                continue
+            z = rep.z.detach()
+            u = self.uniform(z.shape[1:], ctx.epoch, z.device)  # (C, H, W)
+            masks = graddrop_masks(z, grads, u)  # (K, C, H, W), grads (K, B, C, H, W)
+            leak = torch.tensor([self.leak[t] for t in readers], dtype=grads.dtype,
+                                device=grads.device)
+            # Two cuts of one trunk would share its graph; the bilateral's encoders do not.
+            rep.z.backward(graddrop_combine(grads, masks, leak), retain_graph=i < len(cuts) - 1)
+            share = leak + (1.0 - leak) * masks.flatten(1).mean(dim=1)  # (K,)
+            for t, value in zip(readers, share.tolist(), strict=True):
+                kept.setdefault(t, []).append(value)
+        self.record({"keep": {t: sum(v) / len(v) for t, v in kept.items()}})

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dstcli.errors import DstError
+from dstcli.models.multitask import RepresentationSplit
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
 from dstcli.schedulers.options import SchedulerOptions
 from dstcli.seeding import derived_seed
@@ -34,7 +35,7 @@ from dstcli.seeding import derived_seed
 __all__ = [
     "AlignedMTL", "CAGrad", "GradientMethod", "IMTL", "PCGrad", "ParameterSpaceMethod",
     "aligned_basis", "aligned_weights", "cagrad_weights", "imtl_weights", "pcgrad_weights",
-    "project_simplex", "representation_gradients", "require_representation", "task_gradients",
+    "project_simplex", "require_representation", "split_gradients", "task_gradients",
     "write_gradient",
 ]
 
@@ -86,36 +87,48 @@ def write_gradient(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
-def representation_gradients(losses: Sequence[torch.Tensor], z_heads: torch.Tensor,
-                             own: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
-    """Each loss's gradient with respect to the heads' copy of z: (K, B, ...) .
+def split_gradients(losses: dict[str, torch.Tensor], cuts: Sequence[RepresentationSplit],
+                    own: dict[str, Sequence[torch.Tensor]]
+                    ) -> list[tuple[list[str], torch.Tensor]]:
+    """Each loss's gradient with respect to the heads' copy of each shared representation it
+    reads: per cut, (its tasks among `losses`, a (K_cut, B, ...) tensor).
 
-    Partial backward passes: they run through the heads only and stop at `z_heads`, a leaf.
-    `own[k]` (task k's head) gets loss k's gradient in `.grad` from the same pass.
+    Partial backward passes, one per task: they run through the heads only and stop at the
+    cuts' `z_heads`, leaves. `own[t]` (the parameters between the cuts and task t's output)
+    get loss t's gradient in `.grad` from the same pass; a parameter several tasks own (the
+    bilateral network's decoder) gets the sum.
     """
-    out = torch.zeros(len(losses), *z_heads.shape, dtype=z_heads.dtype, device=z_heads.device)
-    for k, (loss, params) in enumerate(zip(losses, own, strict=True)):
-        last = k == len(losses) - 1
-        grads = torch.autograd.grad(loss, [z_heads, *params], retain_graph=not last,
-                                    allow_unused=True)
-        if grads[0] is not None:
-            out[k] = grads[0]
-        _accumulate(params, grads[1:])
-    return out
+    readers = [[t for t in losses if t in c.readers] for c in cuts]
+    out = [torch.zeros(len(r), *c.z_heads.shape, dtype=c.z_heads.dtype, device=c.z_heads.device)
+           for r, c in zip(readers, cuts, strict=True)]
+    names = list(losses)
+    for k, task in enumerate(names):
+        read = [i for i, r in enumerate(readers) if task in r]
+        grads = torch.autograd.grad(losses[task], [*(cuts[i].z_heads for i in read), *own[task]],
+                                    retain_graph=k < len(names) - 1, allow_unused=True)
+        for i, g in zip(read, grads, strict=False):
+            if g is not None:
+                out[i][readers[i].index(task)] = g
+        _accumulate(own[task], grads[len(read):])
+    return list(zip(readers, out, strict=True))
 
 
-def require_representation(model: nn.Module, method: str) -> None:
-    """Refuse a model without one shared tensor z that every head reads."""
-    if not hasattr(model, "forward_split"):
+def require_representation(model: nn.Module, method: str, single: bool = False) -> None:
+    """Refuse a model without shared tensors the heads read (with `single`: one tensor that
+    every head reads)."""
+    readers = (model.representation_readers() if hasattr(model, "representation_readers")
+               and hasattr(model, "forward_split") else None)
+    if readers is None:
         raise DstError(f"scheduler {method} edits the gradient of the shared representation "
-                       "z, and this model has none that every head reads (e.g. a bilateral "
-                       "network); choose a method on the shared parameters (pcgrad, cagrad, "
-                       "nash, imtl, aligned)")
-    if getattr(model, "representation_depth", lambda: None)() is None:
-        raise DstError(f"scheduler {method} edits the gradient of the shared representation "
-                       "z, but the heads branch at several depths, so no single tensor is read "
-                       "by all of them; choose a method on the shared parameters (pcgrad, "
-                       "cagrad, nash, imtl, aligned)")
+                       "z, but this model's heads branch at several depths (or it has no "
+                       "shared encoder), so no tensor is read by all the tasks of an input; "
+                       "choose a method on the shared parameters (pcgrad, cagrad, nash, imtl, "
+                       "aligned)")
+    if single and len(readers) != 1:
+        raise DstError(f"scheduler {method} needs one shared tensor that every task reads, and "
+                       f"this model has {len(readers)} (one per encoder: a bilateral network); "
+                       "choose graddrop, which works on each, or a method on the shared "
+                       "parameters (pcgrad, cagrad, nash, imtl, aligned)")
 
 
 def gram_matrix(G: torch.Tensor) -> np.ndarray:

@@ -18,8 +18,8 @@ from dstcli.schedulers.base import StepContext
 from dstcli.schedulers.gradient import (
     GradientMethod,
     gram_matrix,
-    representation_gradients,
     require_representation,
+    split_gradients,
 )
 
 __all__ = ["MGDAUB", "gradient_normalisers", "min_norm_weights"]
@@ -83,17 +83,17 @@ class MGDAUB(GradientMethod):
     needs_representation = True
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        require_representation(model, self.method)
+        require_representation(model, self.method, single=True)
         super().attach(model, optimizer)
 
     def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
         names = self.present(losses)
-        rep = ctx.representation
-        if not names or rep is None:
+        if not names or not ctx.representations:
             return
 
-        grads = representation_gradients([losses[t] for t in names], rep.z_heads,
-                                         [self.heads[t] for t in names])  # (K, B, C, H, W)
+        rep, = ctx.representations
+        (_, grads), = split_gradients({t: losses[t] for t in names}, [rep],
+                                      {t: self.heads[t] for t in names})  # (K, B, C, H, W)
         gram = gram_matrix(grads)
         values = np.array([float(losses[t].detach()) for t in names])
         norms = gradient_normalisers(gram, values, self.options.mgda_norm)

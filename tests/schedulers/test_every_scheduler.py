@@ -18,8 +18,9 @@ from dstcli.errors import DstError
 from dstcli.schedulers import SCHEDULERS, all_names, resolve
 from dstcli.train import load_checkpoint, train
 
-# Methods that need one shared tensor read by every head, which the bilateral network lacks.
-NEEDS_ONE_REPRESENTATION = {"graddrop", "mgda"}
+# Methods that need one shared tensor read by every head, which the bilateral network lacks
+# (GradDrop works on each encoder's output instead).
+NEEDS_ONE_REPRESENTATION = {"mgda"}
 
 
 def extra_options(name: str, tmp_path, data) -> dict:
@@ -67,7 +68,7 @@ def test_scheduler_trains_an_epoch(name, omniglot_tiny, tmp_path):
 def test_scheduler_trains_an_epoch_on_pairs(name, pairs_tiny, tmp_path):
     config = config_for(name, pairs_tiny, tmp_path)
     if resolve(name)[0].name in NEEDS_ONE_REPRESENTATION:
-        with pytest.raises(DstError, match=f"{resolve(name)[0].name}.*"):
+        with pytest.raises(DstError, match=f"{resolve(name)[0].name} needs one shared tensor"):
             train(config)
         return
     check_run(train(config), name, tasks=5)

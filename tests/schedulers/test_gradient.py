@@ -331,7 +331,7 @@ def test_an_absent_task_takes_no_part(name, present):
 
     optimizer.zero_grad(set_to_none=True)
     ctx = StepContext(2, 0, model, optimizer, {t: len(rows[t]) for t in present},
-                      representation=rep)
+                      representations=rep)
     scheduler.backward(losses, ctx)
 
     for t in ("a", "b", "c"):
@@ -412,10 +412,68 @@ def test_gradients_reach_the_right_parameters(name, values, scale):
     optimizer = torch.optim.Adam(model.parameters())
     scheduler.attach(model, optimizer)
     losses, rep = batch_losses(tasks, model, split=scheduler.needs_representation)
-    scheduler.backward(losses, StepContext(2, 0, model, optimizer, {}, representation=rep))
+    scheduler.backward(losses, StepContext(2, 0, model, optimizer, {}, representations=rep))
 
     for p, expected in zip(model.shared_parameters(), expected_shared, strict=True):
         torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-7)
     for t, grads in expected_heads.items():
         for p, expected in zip(model.task_parameters(t), grads, strict=True):
             torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-7)
+
+
+def pair_batch_losses(data, model, split):
+    """The mean loss of every task on the first 16 training pairs (labelled rows only)."""
+    from dstcli.data.shards import ShardDataset
+
+    batch = ShardDataset(data, "train").__getitems__(list(range(16)))
+    requests, targets = {}, {}
+    for t in data.tasks:
+        rows = torch.nonzero(batch["Z"][t.name]).squeeze(1)
+        if rows.numel():
+            requests[t.name] = TaskRequest(rows, True)
+            targets[t.name] = batch["labels"][t.name][rows]
+    if split:
+        outputs, cuts = model.forward_split(batch["images"], requests)
+    else:
+        outputs, cuts = model(batch["images"], requests), None
+    specs = {t.name: t for t in data.tasks}
+    return {t: per_sample_loss(specs[t], outputs[t], targets[t]).mean() for t in outputs}, cuts
+
+
+@pytest.mark.parametrize("leak", [1.0, 0.0])
+def test_graddrop_on_the_bilateral_network_works_on_each_encoder(pairs_tiny, leak):
+    """Each encoder's output is cut and read by the tasks of its input (matching by both).
+    With every task leaking, every parameter gets the plain sum's gradient; without, the
+    heads and the shared decoder still do, and only the encoders' gradients are masked."""
+    from dstcli.data.shards import open_prepared
+    from dstcli.models.bilateral import BilateralNet
+
+    data = open_prepared(pairs_tiny)
+    torch.manual_seed(0)
+    model = BilateralNet(list(data.tasks), data.channels, 1 / 16, tie=0.0,
+                         input_size=data.input_size, norm="none")
+    assert model.representation_readers() == [
+        tuple(t.name for t in data.tasks if side in t.inputs) for side in (0, 1)]
+    losses, _ = pair_batch_losses(data, model, split=False)
+    params = [p for p in model.parameters()]
+    expected = torch.autograd.grad(sum(losses.values()), params, allow_unused=True)
+
+    scheduler = make("graddrop", list(data.tasks), leak=(leak,))
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler.attach(model, optimizer)
+    losses, cuts = pair_batch_losses(data, model, split=True)
+    assert [set(c.readers) for c in cuts] == [set(r) for r in model.representation_readers()]
+    scheduler.backward(losses, StepContext(2, 0, model, optimizer, {}, representations=cuts))
+
+    encoders = {id(p) for p in model.encoders.parameters()}
+    masked = 0
+    for p, want in zip(params, expected, strict=True):
+        if want is None:
+            assert p.grad is None
+        elif leak == 1.0 or id(p) not in encoders:
+            torch.testing.assert_close(p.grad, want, rtol=1e-4, atol=1e-7)
+        else:
+            masked += not torch.allclose(p.grad, want, rtol=1e-4, atol=1e-7)
+    assert masked == (0 if leak == 1.0 else masked) and (leak == 1.0 or masked > 0)
+    keep = scheduler.end_epoch(2, {t: 1.0 for t in scheduler.names})
+    assert all(0.0 <= keep[t]["keep"] <= 1.0 for t in losses)
