@@ -521,14 +521,19 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
             if config.amp != "none":
                 outputs = {t: o.float() for t, o in outputs.items()}
 
+            labelled = global_counts(run, requests) if world.active and not measuring else None
             losses: dict[str, torch.Tensor] = {}
             for name, output in outputs.items():
                 per_sample = per_sample_loss(tasks[name], output, targets[name])  # (n,)
                 sums[name] += per_sample.detach().sum().double()
                 counts[name] += per_sample.numel()
                 metrics[name].update(output.detach(), targets[name])
-                if requests[name].train:
+                if requests[name].train and labelled is None:
                     losses[name] = per_sample.mean()
+                elif requests[name].train:
+                    # The mean over the global batch's labelled rows: with the gradients
+                    # averaged over processes afterwards, this is the one-process gradient.
+                    losses[name] = per_sample.sum() * (world.size / labelled[name])
             if not world.active:  # across processes: checked on the summed losses below
                 check_finite(sums, epoch, step)
 
@@ -582,6 +587,17 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
     means = {t: (float(sums[t]) / counts[t] if counts[t] else float("nan")) for t in tasks}
     measured = {t: m.result() for t, m in metrics.items() if m.total}
     return EpochResult(means, counts, measured, len(batches), probed)
+
+
+def global_counts(run: Run, requests: dict[str, TaskRequest]) -> dict[str, float]:
+    """Each task's labelled rows in the global batch, summed over the processes' shares (a
+    share can hold a task's labels while another holds none: the mean of the shares' means
+    would weigh a lone sample as much as a whole share)."""
+    names = [t.name for t in run.tasks]
+    local = torch.tensor([float(requests[t].rows.numel()) if t in requests else 0.0
+                          for t in names], dtype=torch.float64, device=run.device)
+    distributed.sum_tensor(run.world, local)
+    return dict(zip(names, local.tolist(), strict=True))
 
 
 def sum_over_processes(world: World, sums: dict[str, torch.Tensor], counts: dict[str, int],

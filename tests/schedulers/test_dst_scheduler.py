@@ -366,6 +366,8 @@ def test_replay_and_the_scheduler_import_the_same_rule():
     ("dst", {"beta": "nan"}, "--beta", "in [0, 1]"),
     ("dst", {"count_metric": "log"}, "--count-metric", "ratio, inverse"),
     ("dst", {"gate_every": "batch"}, "--gate-every", "epoch, step"),
+    ("dst", {"gate_every": "step", "dropped_loss": "probe"}, "--gate-every",
+     "use --dropped-loss forward"),
     ("random", {"p": "-0.1"}, "--p", "in [0, 1]"),
     ("random", {"p": "2"}, "--p", "in [0, 1]"),
     ("random", {"dropped_loss": "skip"}, "--dropped-loss", "forward, probe"),
@@ -437,3 +439,80 @@ def test_early_stop_switches_a_task_off_at_its_stl_loss(tmp_path):
         entry.load()(missing, infos + [TaskInfo("c", "classification", 17, 10)], seed=0)
     with pytest.raises(ConfigError, match="--stl-results is required by early-stop"):
         entry.options.parse({})
+
+
+# -- the pieces of Eq. 17 ----------------------------------------------------------------------
+
+
+def test_the_normaliser_equalises_the_first_losses():
+    scheduler = DSTScheduler(options("dst"), TASKS, seed=0)
+    scheduler.end_epoch(1, V1)  # mean V[1] = 7/3
+    expected = {"a": (7 / 3) / 2.0, "b": (7 / 3) / 4.0, "c": (7 / 3) / 1.0}
+    assert scheduler.weights == pytest.approx(expected)
+    assert DSTScheduler(options("dst", loss_norm="none"), TASKS, seed=0).weights == {
+        "a": 1.0, "b": 1.0, "c": 1.0}
+
+
+def test_a_step_loss_is_the_normalised_sum_of_the_tasks_present():
+    from dstcli.schedulers.base import StepContext
+
+    scheduler = DSTScheduler(options("dst"), TASKS, seed=0)
+    scheduler.end_epoch(1, V1)
+    # The trainer leaves gated-off tasks and tasks without labelled rows out of `losses`.
+    losses = {t: torch.tensor(v, requires_grad=True) for t, v in (("a", 0.5), ("c", 2.0))}
+    scheduler.backward(losses, StepContext(2, 0, None, None, {}))
+    assert {t: float(x.grad) for t, x in losses.items()} == pytest.approx(
+        {"a": scheduler.weights["a"], "c": scheduler.weights["c"]})
+
+
+def test_epoch_gates_come_from_the_seed_and_epoch_stream():
+    scheduler = DSTScheduler(options("dst"), TASKS, seed=7)
+    scheduler.end_epoch(1, V1)
+    rows = scheduler.end_epoch(2, {"a": 1.5, "b": 3.0, "c": 0.9})
+    for epoch in (2, 3):
+        rng = np.random.default_rng(derived_seed(7, GATES, epoch))
+        on, _ = draw_gates(scheduler.probabilities[epoch - 2], rng)
+        assert [scheduler.gates(epoch)[t] for t in "abc"] == on.astype(bool).tolist()
+    assert [rows[t]["G"] for t in "abc"] == [int(scheduler.gates(3)[t]) for t in "abc"]
+
+
+def test_v_is_the_mean_over_labelled_samples_not_of_batch_means(faces_tiny, tmp_path):
+    # No batch norm, so a sample's loss does not depend on the rest of its batch; faces, whose
+    # regression losses differ from sample to sample even at initialisation; batches of 12,
+    # so that the last one is short and a mean of batch means would weigh it up.
+    config = tiny_config(faces_tiny, tmp_path / "run", app="aflw", scheduler="dst",
+                         batch_size=12, encoder_norm="none")
+    run = trainer.build(config)
+    from dstcli.data.shards import ShardDataset
+    from dstcli.models.multitask import TaskRequest
+    from dstcli.tasks import per_sample_loss
+
+    data = ShardDataset(run.data, "train")
+    specs = {t.name: t for t in run.tasks}
+    per_task: dict[str, list[float]] = {t: [] for t in specs}
+    batch_means: dict[str, list[float]] = {t: [] for t in specs}
+    with torch.no_grad():
+        for batch_rows in trainer.epoch_batches(len(data), 12, config.seed, 1):
+            batch = data.__getitems__(batch_rows)
+            for t, spec in specs.items():
+                rows = torch.nonzero(batch["Z"][t]).squeeze(1)
+                if rows.numel():
+                    out = run.model(batch["images"], {t: TaskRequest(rows, False)})[t]
+                    losses = per_sample_loss(spec, out, batch["labels"][t][rows])
+                    per_task[t] += losses.tolist()
+                    batch_means[t].append(float(losses.mean()))
+
+    run_dir = trainer.train(config, console=Console(quiet=True), progress=False)
+    logged = {t: float(v) for t, v in column(read_log(run_dir), 1, "V").items()}
+    for t in specs:
+        assert logged[t] == pytest.approx(sum(per_task[t]) / len(per_task[t]), rel=1e-5)
+    assert any(logged[t] != pytest.approx(float(np.mean(batch_means[t])), rel=1e-5)
+               for t in specs)
+
+
+def test_the_dropped_loss_mode_is_saved_with_the_run(omniglot_tiny, tmp_path):
+    config = tiny_config(omniglot_tiny, tmp_path / "run", scheduler="dst",
+                         scheduler_options=options("dst", dropped_loss="probe"))
+    run_dir = trainer.train(config, console=Console(quiet=True), progress=False)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["scheduler_options"]["dropped_loss"] == "probe"

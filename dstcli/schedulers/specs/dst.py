@@ -40,6 +40,13 @@ def _choice_problems(options: SchedulerOptions) -> list[str]:
         value = getattr(options, name)
         if choices and value not in choices:
             found.append(f"{flag_name(name)} {value!r}: choose one of {', '.join(choices)}")
+    if getattr(options, "gate_every", None) == "step" and getattr(
+            options, "dropped_loss", None) == "probe":
+        # A task off in only some steps would skip its forward there and be probed only if it
+        # was off all epoch: its V would cover the steps it trained, not its labelled samples.
+        found.append("--gate-every step with --dropped-loss probe: a task dropped in some steps "
+                     "of an epoch would have its loss measured on the other steps only; use "
+                     "--dropped-loss forward with --gate-every step")
     return found
 
 
@@ -120,9 +127,11 @@ def carry_forward_missing(losses: Sequence[Sequence[float]], tasks: Sequence[str
     """The loss history with each missing V[k, t] (NaN) replaced by the task's previous value.
 
     A task dropped with `--dropped-loss probe` whose probe subset holds none of its labelled
-    samples has no loss for that epoch. Carrying the last value forward reads as "no news":
-    the task's incompleteness stays put and its decrease that epoch is 0, instead of one NaN
-    making every task's P undefined (the means in P_u and P_r run over all tasks). It lives
+    samples has no loss for that epoch. Carrying the last value forward keeps its
+    incompleteness where it was and makes its decrease that epoch 0, which the stagnancy term
+    reads as an epoch without progress (R' decays by 1 - beta), instead of one NaN making every
+    task's P undefined (the means in P_u and P_r run over all tasks). The spec does not cover
+    a missing loss; this is the conservative reading. It lives
     here, torch-free, so that the scheduler and `dst replay` apply the same rule.
 
     Raises ValueError when V[1, t] itself is missing: nothing precedes it.
