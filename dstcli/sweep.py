@@ -16,6 +16,7 @@ import re
 import time
 import tomllib
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,19 +341,26 @@ class Launcher:
                              "'dstcli[slurm]'")
         return found
 
-    def run_all(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def run_all(self, tasks: list[dict[str, Any]],
+                on_result: Callable[[dict[str, Any]], None] = lambda result: None
+                ) -> list[dict[str, Any]]:
+        """Every task's result, in the tasks' order; `on_result` hears of each as it ends."""
         if not tasks:
             return []
         if self.kind == "local":
             if self.jobs == 1:
-                return [execute(t) for t in tasks]
+                return [_told(execute(t), on_result) for t in tasks]
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
             # spawn: a forked child would inherit torch's threads and locks half-held.
             with ProcessPoolExecutor(max_workers=self.jobs,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                return list(pool.map(execute, tasks))
+                futures = {pool.submit(execute, t): i for i, t in enumerate(tasks)}
+                results: list[dict[str, Any]] = [{}] * len(tasks)
+                for future in as_completed(futures):
+                    results[futures[future]] = _told(future.result(), on_result)
+                return results
         import submitit
 
         cluster = "local" if self.kind == "submitit-local" else "slurm"
@@ -365,18 +373,26 @@ class Launcher:
         results = []
         for job, task in zip(jobs, tasks, strict=True):
             try:
-                results.append(job.result())
+                result = job.result()
             except Exception as e:  # noqa: BLE001 - a lost job is one failed run
-                results.append({"run_id": task["run_id"], "ok": False,
-                                "error": f"{type(e).__name__}: {e}".splitlines()[0],
-                                "seconds": 0.0})
+                result = {"run_id": task["run_id"], "ok": False,
+                          "error": f"{type(e).__name__}: {e}".splitlines()[0], "seconds": 0.0}
+            results.append(_told(result, on_result))
         return results
 
 
-def run_sweep(runs: list[PlannedRun], sweep: Sweep, launcher: Launcher
+def _told(result: dict[str, Any], on_result: Callable[[dict[str, Any]], None]
+          ) -> dict[str, Any]:
+    result["status"] = "ran" if result["ok"] else "failed"
+    on_result(result)
+    return result
+
+
+def run_sweep(runs: list[PlannedRun], sweep: Sweep, launcher: Launcher,
+              on_result: Callable[[dict[str, Any]], None] = lambda result: None
               ) -> list[dict[str, Any]]:
     """Run what has not finished, the runs others need first; returns one result per run
-    (status done, ran, failed or needs)."""
+    (status done, ran, failed or needs). `on_result` hears of each run as it ends."""
     results: dict[str, dict[str, Any]] = {}
     for run in runs:
         if run.row.needs:
@@ -395,7 +411,6 @@ def run_sweep(runs: list[PlannedRun], sweep: Sweep, launcher: Launcher
                                        "error": f"its STL run {run.after} did not finish"}
                 continue
             todo.append(task_of(run, sweep))
-        for result in launcher.run_all(todo):
-            result["status"] = "ran" if result["ok"] else "failed"
+        for result in launcher.run_all(todo, on_result):
             results[result["run_id"]] = result
     return [results[r.run_id] for r in runs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -86,12 +87,25 @@ def register(app: typer.Typer) -> None:
         todo = sum(not (r.finished or r.row.needs) for r in runs)
         err.print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - todo} finished or "
                   f"blocked, {todo} to run on {launcher} ({jobs} at a time)")
-        results = run_sweep(runs, sweep, run_on)
-        for run, result in zip(runs, results, strict=True):
-            shown = f"{result['status']:<6} {run.run_id}"
-            if result["status"] == "ran":
-                shown += f"  average error {result['average_error']:.2f} ({result['seconds']}s)"
+        began = time.perf_counter()
+        labels = {r.run_id: f"{r.row.label}, seed {r.seed}" for r in runs}
+
+        def report(result: dict) -> None:
+            shown = f"{result['status']:<6} {result['run_id']}  ({labels[result['run_id']]})"
+            if result["ok"]:
+                shown += (f"  average error {result['average_error']:.2f}, "
+                          f"{result['seconds'] / 60:.1f} min")
+            else:
+                shown += f"  {result['error']}"
             out.print(shown)
+
+        results = run_sweep(runs, sweep, run_on, on_result=report)
+        ran = [x for x in results if x["status"] in ("ran", "failed") and "seconds" in x]
+        out.print(f"sweep {sweep.name}: {sum(x['status'] == 'ran' for x in results)} ran, "
+                  f"{sum(x['status'] == 'done' for x in results)} already done, "
+                  f"{len(results) - sum(x['ok'] for x in results)} failed or blocked; "
+                  f"{(time.perf_counter() - began) / 60:.1f} min of wall time, "
+                  f"{sum(x['seconds'] for x in ran) / 60:.1f} min of run time")
         failed = [(r, x) for r, x in zip(runs, results, strict=True) if not x["ok"]]
         for run, result in failed:
             err.print(f"[bold red]failed:[/] {run.row.label} seed {run.seed} ({run.run_id}): "

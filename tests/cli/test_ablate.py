@@ -124,7 +124,7 @@ def test_sweep_resumes_only_what_did_not_finish(tmp_path, omniglot_tiny):
 
     second = runner.invoke(app, args)
     assert second.exit_code == 1
-    assert second.output.count("ran ") == 1 and second.output.count("done ") == 1
+    assert second.output.count("ran    ") == 1 and "1 ran, 1 already done" in second.output
     assert removed.is_file()
     assert kept.stat().st_mtime_ns == kept_time
 
@@ -172,3 +172,16 @@ def test_run_ids_follow_the_data_not_its_path(tmp_path, omniglot_tiny):
     other = runner.invoke(app, ["ablate", "methods", "--app", "omniglot", "--data", str(moved),
                                 "--dry-run"])
     assert not set(ids[0]) & {line.split("\t")[4] for line in other.output.splitlines()[1:]}
+
+
+def test_a_process_pool_reports_each_run_as_it_ends(tmp_path, omniglot_tiny):
+    sweep = tmp_path / "two.toml"
+    sweep.write_text('[[row]]\nlabel = "MTL"\nscheduler = "mtl"\n\n'
+                     '[[row]]\nlabel = "Random"\nscheduler = "random"\n')
+    result = runner.invoke(app, ["ablate", str(sweep), "--app", "omniglot", "--data",
+                                 str(omniglot_tiny), "--epochs", "1", "--device", "cpu",
+                                 "--jobs", "2", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ran    ") == 2
+    assert "(MTL, seed 0)" in result.output and "(Random, seed 0)" in result.output
+    assert "2 ran, 0 already done, 0 failed or blocked" in result.output
