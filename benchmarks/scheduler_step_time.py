@@ -17,25 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import WORK, prepared_omniglot  # scripts run from benchmarks/: importable
-
-
-class FixedSubset:
-    """n samples of a split drawn once with a fixed seed: the same batches for every method,
-    from every alphabet (the shards are ordered by alphabet)."""
-
-    def __init__(self, dataset, n: int):
-        import numpy as np
-
-        self.dataset = dataset
-        self.data = dataset.data
-        self.indices = np.random.default_rng(0).permutation(len(dataset))[:n]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitems__(self, indices):
-        return self.dataset.__getitems__(self.indices[indices].tolist())
+from _common import WORK, FixedSubset, prepared_omniglot  # run from benchmarks/
 
 
 def step_seconds(name: str, data: Path, preset: str, steps: int, batch: int, stl: Path) -> float:
