@@ -106,12 +106,12 @@ def speed_problems(config: TrainConfig, device: torch.device, world: World) -> l
                          "torch.compile's generated code; drop --compile or install one")
     if world.active:
         entry, _ = resolve(config.scheduler)
-        if not getattr(entry.load(), "supports_distributed", True):
+        method = entry.load()
+        if not getattr(method, "supports_distributed", True):
             found.append(
-                f"--scheduler {config.scheduler} combines each task's gradient of a step "
-                f"(gradient surgery); across {world.size} processes every process would combine "
-                "only its share's gradients, which is not the method. Train it in one process, "
-                "or choose a loss-weighting method")
+                f"--scheduler {config.scheduler} {method.distributed_refusal} (across "
+                f"{world.size} processes). Train it in one process, or choose a method that "
+                "runs under torchrun: mtl, dst, random, gradnorm, lbtw, uw, dwa, rlw, adaptive")
         if config.checkpoint_every:
             found.append(f"--checkpoint-every {config.checkpoint_every}: mid-epoch checkpoints "
                          "are not written under torchrun (each process holds part of the "
@@ -539,8 +539,14 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
 
             if not measuring:
                 def reevaluate(images=images, requests=requests, targets=targets):
+                    # In train mode, as the step's own forward was (the two losses are
+                    # compared); the batch-norm running statistics are put back, so that one
+                    # step does not count twice in them.
+                    kept = [b.clone() for b in model.buffers()]
                     with torch.no_grad(), autocast(run):
                         again = model(images, requests)
+                        for buffer, value in zip(model.buffers(), kept, strict=True):
+                            buffer.copy_(value)
                     return {t: float(per_sample_loss(tasks[t], o.float(), targets[t]).mean())
                             for t, o in again.items()}
 

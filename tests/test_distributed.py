@@ -61,13 +61,17 @@ def test_two_processes_agree_with_one(omniglot_tiny, tmp_path):
         assert two[task] == pytest.approx(one[task], rel=1e-6, abs=1e-6)
 
 
-def test_gradient_surgery_refuses_several_processes(omniglot_tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("scheduler, reason", [
+    ("pcgrad", "gradient surgery"), ("famo", "logits would drift apart"),
+    ("dtp", "average only its share's KPIs")])
+def test_methods_that_need_the_whole_batch_refuse_several_processes(
+        omniglot_tiny, tmp_path, monkeypatch, scheduler, reason):
     # The check runs before the process group is joined, so no second process is needed.
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    with pytest.raises(ConfigError, match="--scheduler pcgrad.*gradient surgery"):
-        train(tiny_config(omniglot_tiny, tmp_path / "run", scheduler="pcgrad"),
+    with pytest.raises(ConfigError, match=f"--scheduler {scheduler} .*{reason}.*one process"):
+        train(tiny_config(omniglot_tiny, tmp_path / "run", scheduler=scheduler),
               progress=False)
     assert not (tmp_path / "run").exists()
 

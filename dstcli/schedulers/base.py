@@ -69,6 +69,8 @@ class Scheduler:
     # Whether the method still is itself when each of several processes (torchrun) runs its
     # backward on a share of the batch and the trainer averages the gradients after it.
     supports_distributed: ClassVar[bool] = True
+    # Why not, when it does not: completes "--scheduler NAME ..." in the refusal.
+    distributed_refusal: ClassVar[str] = ""
     # Whether the method's gradients all come from one backward pass of a loss the trainer can
     # scale (`--amp fp16`): methods that read gradients themselves (norms, per-task gradients,
     # Gram matrices) would read them scaled, so they refuse fp16 and take bf16 instead.

@@ -13,7 +13,7 @@ weight. L* = 0 (the losses here are non-negative). Cost: one backward and one ex
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +27,11 @@ LOSS_EPS = 1e-8
 
 
 class FAMO(Scheduler):
+    supports_distributed: ClassVar[bool] = False
+    distributed_refusal: ClassVar[str] = (
+        "steers logits of its own from each step's task losses before and after the update: "
+        "every process would see only its share's losses, and the logits would drift apart")
+
     def __init__(self, options: FAMOOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)
         self.logit_values = dict.fromkeys(self.names, 0.0)

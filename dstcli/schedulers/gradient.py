@@ -281,6 +281,9 @@ class GradientMethod(Scheduler):
     # Each step combines the tasks' own gradients; on a share of the batch that is another
     # combination than on the whole batch, so several processes are refused.
     supports_distributed: ClassVar[bool] = False
+    distributed_refusal: ClassVar[str] = (
+        "combines each task's gradient of a step (gradient surgery): every process would "
+        "combine only its share's gradients, and the average of those is not the method")
     supports_loss_scaling: ClassVar[bool] = False
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
@@ -300,6 +303,19 @@ class GradientMethod(Scheduler):
                            "parameters, and this model shares none (one network per task?)")
         self.heads = {t: [p for p in model.task_parameters(t) if p.requires_grad]
                       for t in self.names}
+
+    # A mid-epoch checkpoint keeps the epoch's log sums so far (see StepWeighting).
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "log_sums": {c: dict(v) for c, v in self._sums.items()},
+                "log_counts": {c: dict(v) for c, v in self._counts.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for column, values in state.get("log_sums", {}).items():
+            self._sums[column].update(values)
+        for column, values in state.get("log_counts", {}).items():
+            self._counts[column].update(values)
 
     def present(self, losses: dict[str, torch.Tensor]) -> list[str]:
         """The tasks of this step, in the run's task order."""

@@ -55,6 +55,13 @@ class AppliedWeights:
         self.steps = dict.fromkeys(self.steps, 0)
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": dict(self.steps)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums.update(state["sums"])
+        self.steps.update(state["steps"])
+
 
 class StepWeighting(Scheduler):
     """A method whose weights change every step: `sum_t w_t L_t` over the step's tasks, with
@@ -86,3 +93,13 @@ class StepWeighting(Scheduler):
         for t, w in self.applied.means(self.weights).items():
             out[t]["w"] = w
         return out
+
+    # A mid-epoch checkpoint keeps the epoch's weights so far, so that the logged mean of a
+    # resumed epoch covers all its steps.
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "applied": self.applied.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "applied" in state:
+            self.applied.load_state_dict(state["applied"])

@@ -477,3 +477,19 @@ def test_graddrop_on_the_bilateral_network_works_on_each_encoder(pairs_tiny, lea
     assert masked == (0 if leak == 1.0 else masked) and (leak == 1.0 or masked > 0)
     keep = scheduler.end_epoch(2, {t: 1.0 for t in scheduler.names})
     assert all(0.0 <= keep[t]["keep"] <= 1.0 for t in losses)
+
+
+def test_a_mid_epoch_state_keeps_the_epochs_log():
+    import json
+
+    tasks = [TaskSpec(n, "classification", 17, 13, num_classes=3) for n in "abc"]
+    first = make("pcgrad", tasks)
+    first.end_epoch(1, {"a": 1.0, "b": 1.0, "c": 1.0})
+    first.record({"w": {"a": 1.0, "b": 3.0}})
+    state = json.loads(json.dumps(first.state_dict()))  # as a checkpoint keeps it
+
+    resumed = make("pcgrad", tasks)
+    resumed.load_state_dict(state)
+    resumed.record({"w": {"a": 2.0}})
+    rows = resumed.end_epoch(2, {"a": 1.0, "b": 1.0, "c": 1.0})
+    assert (rows["a"]["w"], rows["b"]["w"]) == (1.5, 3.0) and math.isnan(rows["c"]["w"])

@@ -421,3 +421,44 @@ def test_resume_continues_the_learned_weights(method, omniglot_tiny, tmp_path):
                               scheduler_options=options, epochs=2), resume=True,
                   progress=False)
     assert weights(parts) == weights(whole)
+
+
+@pytest.mark.parametrize("method", ["lbtw", "rlw"])
+def test_a_mid_epoch_checkpoint_keeps_the_epochs_logged_weights(method):
+    """Weights that change every step are logged as the epoch's mean; a run stopped after
+    step 1 and resumed from its state logs the mean over all three steps."""
+    def start():
+        scheduler, model = make(method), TinyNet()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        scheduler.attach(model, optimizer)
+        scheduler.end_epoch(1, {"a": 1.2, "b": 0.9, "c": 1.5})
+        return scheduler, model, optimizer
+
+    whole, model, optimizer = start()
+    for step in range(3):
+        train_step(whole, model, optimizer, 2, step)
+    expected = whole.end_epoch(2, {"a": 1.0, "b": 0.8, "c": 1.4})
+
+    first, model, optimizer = start()
+    for step in range(2):
+        train_step(first, model, optimizer, 2, step)
+    state = json.loads(json.dumps(first.state_dict()))  # as a checkpoint keeps it
+    resumed = make(method)
+    resumed.attach(model, optimizer)
+    resumed.load_state_dict(state)
+    train_step(resumed, model, optimizer, 2, 2)
+    got = resumed.end_epoch(2, {"a": 1.0, "b": 0.8, "c": 1.4})
+    assert {t: got[t]["w"] for t in NAMES} == pytest.approx({t: expected[t]["w"] for t in NAMES})
+
+
+def test_famo_reevaluation_leaves_the_batch_norm_statistics_alone(omniglot_tiny, tmp_path):
+    from dstcli.train import load_checkpoint, train
+
+    def tracked(scheduler):
+        run = train(tiny_config(omniglot_tiny, tmp_path / scheduler, scheduler=scheduler),
+                    progress=False)
+        state = load_checkpoint(run)["model"]
+        return {k: int(v) for k, v in state.items() if k.endswith("num_batches_tracked")}
+
+    # The second forward of each FAMO step must not count as a batch of its own.
+    assert tracked("famo") == tracked("mtl")
