@@ -77,7 +77,6 @@ class GradDrop(GradientMethod):
         self.leak = dict(zip(self.names, leak * len(self.names) if len(leak) == 1 else leak,
                              strict=True))
         self._generator = torch.Generator()
-        self._generator_epoch = -1
         self.above: dict[str, list[nn.Parameter]] = {}
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -86,12 +85,9 @@ class GradDrop(GradientMethod):
         self.above = {t: [p for p in model.head_parameters(t) if p.requires_grad]
                       for t in self.names}
 
-    def uniform(self, shape: torch.Size, epoch: int, device: torch.device) -> torch.Tensor:
-        # Drawn on the CPU and reseeded per epoch: the same draws on any device, and a resumed
-        # run draws what the uninterrupted one drew.
-        if epoch != self._generator_epoch:
-            self._generator.manual_seed(derived_seed(self.seed, GRADDROP_STREAM, epoch))
-            self._generator_epoch = epoch
+    def uniform(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        # Drawn on the CPU from the step's own stream (see backward): the same draws on any
+        # device, and a run resumed mid-epoch draws what the uninterrupted one drew.
         return torch.rand(shape, generator=self._generator).to(device)
 
     def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> None:
@@ -102,12 +98,14 @@ class GradDrop(GradientMethod):
 
         per_cut = split_gradients({t: losses[t] for t in names}, cuts,
                                   {t: self.above[t] for t in names})
+        self._generator.manual_seed(derived_seed(self.seed, GRADDROP_STREAM, ctx.epoch,
+                                                 ctx.step))
         kept: dict[str, list[float]] = {}
         for i, (rep, (readers, grads)) in enumerate(zip(cuts, per_cut, strict=True)):
             if not readers:
                 continue
             z = rep.z.detach()
-            u = self.uniform(z.shape[1:], ctx.epoch, z.device)  # (C, H, W)
+            u = self.uniform(z.shape[1:], z.device)  # (C, H, W)
             masks = graddrop_masks(z, grads, u)  # (K, C, H, W), grads (K, B, C, H, W)
             leak = torch.tensor([self.leak[t] for t in readers], dtype=grads.dtype,
                                 device=grads.device)

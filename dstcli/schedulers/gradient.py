@@ -133,8 +133,8 @@ def require_representation(model: nn.Module, method: str, single: bool = False) 
 
 def gram_matrix(G: torch.Tensor) -> np.ndarray:
     """`G G^T` as float64 numpy: the small solvers run on the CPU in double precision."""
-    flat = G.reshape(G.shape[0], -1)  # (K, D)
-    return (flat @ flat.T).double().cpu().numpy()
+    flat = G.reshape(G.shape[0], -1).double()  # (K, D); under bf16 autocast z's are bf16
+    return (flat @ flat.T).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,17 +391,11 @@ class PCGrad(ParameterSpaceMethod):
 
     method = "pcgrad"
 
-    def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
-        super().__init__(options, tasks, seed)
-        self._rng_epoch = -1
-        self._rng = np.random.default_rng(0)
-
     def solve(self, gram: np.ndarray, names: list[str], ctx: StepContext) -> np.ndarray:
-        # Reseeded per epoch, so a resumed run draws the orders the uninterrupted one drew.
-        if ctx.epoch != self._rng_epoch:
-            self._rng = np.random.default_rng(derived_seed(self.seed, PCGRAD_STREAM, ctx.epoch))
-            self._rng_epoch = ctx.epoch
-        orders = [self._rng.permutation(len(names)).tolist() for _ in names]
+        # A stream per step, so a run resumed mid-epoch draws the orders the uninterrupted
+        # one drew.
+        rng = np.random.default_rng(derived_seed(self.seed, PCGRAD_STREAM, ctx.epoch, ctx.step))
+        orders = [rng.permutation(len(names)).tolist() for _ in names]
         return pcgrad_weights(gram, orders)
 
 

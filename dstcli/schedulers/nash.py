@@ -99,8 +99,10 @@ class NashMTL(ParameterSpaceMethod):
                           for p, g in zip(self.shared, grads, strict=True)])
         write_gradient(self.shared, flat)
         heads = [p for t in names for p in self.heads[t]]
+        # Tasks without parameters of their own (the bilateral network's segmentation and
+        # matching) leave nothing to differentiate here.
         head_grads = torch.autograd.grad(sum(losses[t] for t in names), heads,
-                                         allow_unused=True)
+                                         allow_unused=True) if heads else ()
         for p, g in zip(heads, head_grads, strict=True):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
@@ -111,6 +113,10 @@ class NashMTL(ParameterSpaceMethod):
         previous = (np.array([self.alpha[t] for t in names])
                     if all(t in self.alpha for t in names) else None)
         alpha, found = nash_weights(gram, start=previous)
+        if not found and previous is not None:
+            # A warm start far from the solution (a task's gradient jumped in size since the
+            # last solve) can outlast the Newton iterations; a cold start cannot.
+            alpha, found = nash_weights(gram)
         if not found:
             self.failures += 1
             # The reference's fallback: the last weights, ones before any solve.

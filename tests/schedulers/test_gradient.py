@@ -22,6 +22,7 @@ from dstcli.schedulers.gradient import (
     aligned_basis,
     aligned_weights,
     cagrad_weights,
+    gram_matrix,
     imtl_weights,
     pcgrad_weights,
     project_simplex,
@@ -493,3 +494,83 @@ def test_a_mid_epoch_state_keeps_the_epochs_log():
     resumed.record({"w": {"a": 2.0}})
     rows = resumed.end_epoch(2, {"a": 1.0, "b": 1.0, "c": 1.0})
     assert (rows["a"]["w"], rows["b"]["w"]) == (1.5, 3.0) and math.isnan(rows["c"]["w"])
+
+
+def test_random_draws_depend_on_the_step_not_on_what_ran_before():
+    """A run resumed mid-epoch draws, at each step, what the uninterrupted run drew."""
+    tasks = [TaskSpec(n, "classification", 17, 13, num_classes=3) for n in "abc"]
+    _, M = gram([1.0, 0.0], [-0.6, 0.8], [-0.5, -0.6])
+    names = ["a", "b", "c"]
+    ctx = StepContext(2, 2, None, None, {})
+    continued = make("pcgrad", tasks)
+    for step in (0, 1):
+        continued.solve(M, names, StepContext(2, step, None, None, {}))
+    assert np.array_equal(continued.solve(M, names, ctx), make("pcgrad", tasks).solve(M, names,
+                                                                                      ctx))
+
+    def encoder_grads(scheduler, steps):
+        tasks_, model = three_task_net()
+        optimizer = torch.optim.Adam(model.parameters())
+        scheduler.attach(model, optimizer)
+        for step in steps:
+            optimizer.zero_grad(set_to_none=True)
+            losses, cuts = batch_losses(tasks_, model, split=True)
+            scheduler.backward(losses, StepContext(2, step, model, optimizer, {},
+                                                   representations=cuts))
+        return [p.grad.clone() for p in model.shared_parameters()]
+
+    fresh = encoder_grads(make("graddrop", tasks), [2])
+    after = encoder_grads(make("graddrop", tasks), [0, 1, 2])
+    assert all(torch.equal(a, b) for a, b in zip(fresh, after, strict=True))
+
+
+def test_nash_recovers_from_a_warm_start_far_from_the_solution():
+    rng = np.random.default_rng(0)
+    _, M = gram(*rng.normal(size=(4, 20)))
+    alpha, found = nash_weights(M)
+    assert found
+    tasks = [TaskSpec(n, "classification", 17, 13, num_classes=3) for n in "abcd"]
+    scheduler = make("nash", tasks)
+    # As if task a's gradient had shrunk a hundredfold since the last solve.
+    scheduler.alpha = dict(zip("abcd", (alpha * [100, 1, 1, 1]).tolist(), strict=True))
+    again = scheduler.solve(M, list("abcd"), StepContext(2, 0, None, None, {}))
+    assert scheduler.failures == 0
+    np.testing.assert_allclose(again, alpha, rtol=1e-6)
+
+
+def test_nash_between_solves_with_tasks_that_own_no_parameters():
+    """The bilateral network's segmentation and matching tasks have no head of their own."""
+    class Trunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.layer = torch.nn.Linear(4, 3)
+
+        def shared_parameters(self):
+            return list(self.layer.parameters())
+
+        def task_parameters(self, task):
+            return []
+
+        def forward(self, x):
+            return self.layer(x)
+
+    tasks = [TaskSpec(n, "classification", 17, 13, num_classes=3) for n in "ab"]
+    scheduler = make("nash", tasks, nash_update_every=2)
+    model = Trunk()
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler.attach(model, optimizer)
+    for step in (0, 1):  # a solve, then a step between solves
+        optimizer.zero_grad(set_to_none=True)
+        out = model(torch.randn(5, 4, generator=torch.Generator().manual_seed(step)))
+        losses = {"a": out[:, 0].pow(2).mean(), "b": (out[:, 1] - 1).pow(2).mean()}
+        scheduler.backward(losses, StepContext(2, step, model, optimizer, {}))
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_the_gram_matrix_is_summed_in_double_precision():
+    # Two nearly parallel bf16 gradients: a bf16 product would round their difference away.
+    g = torch.linspace(-1, 1, 4096)
+    G = torch.stack([g, g + 1e-2 * torch.sin(40 * g)]).to(torch.bfloat16)  # (2, D)
+    exact = (G.double() @ G.double().T).numpy()
+    np.testing.assert_array_equal(gram_matrix(G), exact)
