@@ -574,3 +574,31 @@ def test_the_gram_matrix_is_summed_in_double_precision():
     G = torch.stack([g, g + 1e-2 * torch.sin(40 * g)]).to(torch.bfloat16)  # (2, D)
     exact = (G.double() @ G.double().T).numpy()
     np.testing.assert_array_equal(gram_matrix(G), exact)
+
+
+@pytest.mark.parametrize("name, values", [
+    ("pcgrad", {}), ("cagrad", {"cagrad_c": 0.5}), ("aligned", {}), ("imtl-g", {}),
+    ("nash", {"nash_max_norm": 0.0}),
+])
+def test_the_shared_parameters_get_the_weighted_sum_of_the_task_gradients(name, values):
+    """Away from the settings where a method changes nothing: the shared gradient is
+    `sum_t w_t g_t`, with w the method's solution on the same Gram matrix."""
+    from dstcli.schedulers.gradient import task_gradients
+
+    tasks, model = three_task_net()
+    losses, _ = batch_losses(tasks, model, split=False)
+    shared = model.shared_parameters()
+    G = task_gradients(list(losses.values()), shared, [[] for _ in losses])  # (K, D)
+    ctx = StepContext(2, 0, model, None, {})
+    weights = make(name, tasks, **values).combine(gram_matrix(G), list(losses), ctx)
+    expected = torch.as_tensor(weights, dtype=G.dtype) @ G
+
+    scheduler = make(name, tasks, **values)
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler.attach(model, optimizer)
+    model.zero_grad(set_to_none=True)
+    losses, _ = batch_losses(tasks, model, split=False)
+    scheduler.backward(losses, StepContext(2, 0, model, optimizer, {}))
+    written = torch.cat([p.grad.reshape(-1) for p in shared])
+    torch.testing.assert_close(written, expected, rtol=1e-4, atol=1e-7)
+    assert not np.allclose(weights, weights[0])  # a case where the method does something
