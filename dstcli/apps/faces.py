@@ -165,6 +165,8 @@ class AflwApp(_FaceApp):
         skip_bad: bool = False,
     ) -> dict[str, Any]:
         """Read an AFLW tree (data/aflw.sqlite, data/flickr/) and write shards; the manifest."""
+        import numpy as np
+
         from dstcli.data import aflw
         from dstcli.data.shards import source_record
 
@@ -175,7 +177,9 @@ class AflwApp(_FaceApp):
             n = len(records)
             # Table 1's 17,000 of 24,384, in proportion for any other number of faces.
             n_train = round(n * protocol["train_faces"] / protocol["of_faces"])
-            is_train = aflw.split_faces(n, n_train, protocol["seed"])
+            # Near-duplicate photos stay in training: none of them is tested on.
+            is_train = aflw.split_faces(n, n_train, protocol["seed"],
+                                        np.array([r.near_duplicate for r in records], bool))
             sources = [source_record(raw / aflw.SQLITE), source_record(raw / aflw.IMAGES)]
             return records, is_train, sources, warnings
 

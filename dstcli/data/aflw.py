@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class FaceRecord:
     points: np.ndarray | None = None  # (L, 2) landmarks in image pixels, NaN where not seen
     has: set[str] = field(default_factory=set)  # tasks this face has a label for
     where: str = ""  # how error messages name the face ("face 39341", "testing.txt:12")
+    near_duplicate: bool = False  # AFLW's NearDuplicates table lists the face
 
     def give(self, task: str, value: Any) -> None:
         self.labels[task] = value
@@ -96,9 +98,17 @@ def stream(seed: int, kind: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, kind, zlib.crc32(key.encode())])
 
 
-def split_faces(n: int, n_train: int, seed: int) -> np.ndarray:
-    """(n,) bool, True for the seeded n_train faces of the training split."""
+def split_faces(n: int, n_train: int, seed: int,
+                train_only: np.ndarray | None = None) -> np.ndarray:
+    """(n,) bool, True for the seeded n_train faces of the training split.
+
+    `train_only` (n,) bool marks faces that must not be tested on (AFLW's near-duplicates:
+    a copy in each split would test on a training image); they fill training places first.
+    """
     order = np.random.default_rng([seed, SPLIT_STREAM]).permutation(n)
+    if train_only is not None:
+        order = np.concatenate([order[train_only[order]], order[~train_only[order]]])
+        n_train = max(n_train, int(np.count_nonzero(train_only)))
     is_train = np.zeros(n, dtype=bool)
     is_train[order[:n_train]] = True
     return is_train
@@ -352,6 +362,10 @@ def scan(root: Path, margin: float,
                                "ORDER BY rowid")
             poses = _first_rows(con, "SELECT face_id, roll, pitch, yaw FROM FacePose "
                                 "ORDER BY rowid")
+            tables = {name.lower() for (name,) in
+                      con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            near = ({f for (f,) in con.execute("SELECT face_id FROM NearDuplicates")}
+                    if "nearduplicates" in tables else set())
             points: dict[int, np.ndarray] = {}
             stray = 0
             for face_id, feature, x, y in con.execute(
@@ -373,6 +387,7 @@ def scan(root: Path, margin: float,
     records: list[FaceRecord] = []
     no_rect, outside = [], 0
     seen: set[Any] = set()
+    faces_on_image = Counter(dict(faces).values())  # faces per image, each face once
     for face_id, file_id in faces:
         if face_id in seen:
             bad.reject(f"face {face_id}", DataError(
@@ -392,11 +407,17 @@ def scan(root: Path, margin: float,
             continue
         box = crop_box(*map(float, rect), margin)
         record = FaceRecord(sample_id=f"{face_id}:{filepath}", path=root / IMAGES / filepath,
-                            box=box, has={"denoising"}, where=f"face {face_id}")
+                            box=box, has={"denoising"}, where=f"face {face_id}",
+                            near_duplicate=face_id in near)
         sex, glasses = meta.get(face_id, (None, None))
+        if isinstance(glasses, str) and glasses.strip() in ("0", "1"):
+            glasses = int(glasses)  # a flag stored as text still counts
         if (gender := _gender(sex)) is not None:
             record.give("gender", gender)
-        if glasses in (0, 1):
+        # On an image of several faces the AFLW importer wrote sex '' and 0 for the flags:
+        # that 0 is a default, not "no spectacles" (docs/data/faces.md).
+        unchecked = sex in ("", None) and faces_on_image[file_id] > 1
+        if glasses in (0, 1) and not unchecked:
             record.give("spectacles", int(glasses))
         if (angles := _pose(poses.get(face_id))) is not None:
             record.give("pose", angles)

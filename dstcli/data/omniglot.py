@@ -96,9 +96,22 @@ def _folder_entries(root: Path) -> Iterator[tuple[list[str], str, Callable[[], b
         if path.is_dir() or IGNORED.search(rel):
             continue
         if path.suffix.lower() == ".zip":
-            yield from _zip_entries(path)
-            continue
+            continue  # a separate input (see _expand)
         yield rel.split("/"), str(path), path.read_bytes
+
+
+def _expand(raw: Path) -> list[Path]:
+    """The inputs a --raw stands for: a zip; a folder's zips, each its own input (so that two
+    zips that share alphabets, like the two small background sets, are merged per alphabet as
+    two --raw zips are); and the folder itself when it also holds unpacked drawings."""
+    if not raw.exists():
+        raise DataError(f"{raw}: no such file or folder (--raw)")
+    if not raw.is_dir():
+        return [raw]
+    zips = sorted(p for p in raw.rglob("*.zip")
+                  if not IGNORED.search(p.relative_to(raw).as_posix()))
+    unpacked = any(p.suffix.lower() == ".png" for p in raw.rglob("*"))
+    return zips + [raw] if unpacked or not zips else zips
 
 
 def scan(inputs: list[Path], bad: BadItems | None = None) -> tuple[list[Alphabet], list[str]]:
@@ -109,10 +122,7 @@ def scan(inputs: list[Path], bad: BadItems | None = None) -> tuple[list[Alphabet
     bad = bad if bad is not None else BadItems()
     alphabets: dict[str, Alphabet] = {}
     warnings: list[str] = []
-    for raw in inputs:
-        raw = Path(raw)
-        if not raw.exists():
-            raise DataError(f"{raw}: no such file or folder (--raw)")
+    for raw in [part for given in inputs for part in _expand(Path(given))]:
         entries = _folder_entries(raw) if raw.is_dir() else _zip_entries(raw)
         found: dict[str, Alphabet] = {}
         seen: dict[tuple[str, str, str], str] = {}

@@ -29,8 +29,11 @@ def staging_dir(target: Path) -> Path:
 
 
 def swap_in(staged: Path, target: Path) -> None:
-    """Put `staged` at `target`. The old folder is moved aside first, so that at every moment
-    `target` is either the complete old folder or the complete new one."""
+    """Put `staged` at `target`: the old folder is moved aside, the new one takes its name,
+    then the old one is deleted. Each rename is atomic, so `target` is never a mix of the two;
+    between the two renames (microseconds) it is absent, and a crash exactly there leaves the
+    old folder at `.NAME.old-PID` beside it (the error a reader then gets names the missing
+    folder; the next prepare writes a new one)."""
     old = None
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"

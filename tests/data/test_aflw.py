@@ -281,3 +281,47 @@ def test_synthetic_refuses_a_raw_folder_it_did_not_write(tmp_path):
     with pytest.raises(DataError, match="not a synthetic AFLW"):
         APPS.get("aflw").prepare_synthetic(4, tmp_path / "out", "cpu-tiny")
     assert (tmp_path / "out.raw" / "precious.txt").exists()
+
+
+def test_flags_of_several_faces_on_one_image_without_sex_are_unchecked(small_raw, tmp_path):
+    """AFLW's importer wrote sex '' and 0 for the flags on images of several faces: that 0 is
+    a default, not a "no spectacles" label. A lone face with sex '' keeps its flag."""
+    from dstcli.data.aflw import scan
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw.root, raw)
+    con = sqlite3.connect(raw / "data" / "aflw.sqlite")
+    lone = [f for f, in con.execute("SELECT face_id FROM Faces GROUP BY file_id "
+                                     "HAVING COUNT(*) = 1 ORDER BY face_id")]
+    first, second, alone = lone[:3]
+    (shared,), = con.execute("SELECT file_id FROM Faces WHERE face_id = ?", (first,))
+    con.execute("UPDATE Faces SET file_id = ? WHERE face_id = ?", (shared, second))
+    con.execute("UPDATE FaceMetaData SET sex = '', glasses = 0 WHERE face_id IN (?, ?, ?)",
+                (first, second, alone))
+    con.commit()
+    con.close()
+
+    records, _ = scan(raw, margin=0.1)
+    has = {int(r.sample_id.split(":")[0]): r.has for r in records}
+    assert "spectacles" not in has[first] and "spectacles" not in has[second]
+    assert "spectacles" in has[alone]
+    assert not {"gender"} & (has[first] | has[second] | has[alone])
+
+
+def test_near_duplicates_are_never_tested_on(small_raw, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw.root, raw)
+    con = sqlite3.connect(raw / "data" / "aflw.sqlite")
+    con.execute("DELETE FROM NearDuplicates")
+    flagged = [f.face_id for f in small_raw.faces[:4]]
+    con.executemany("INSERT INTO NearDuplicates VALUES (?)", [(f,) for f in flagged])
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    APPS.get("aflw").prepare(raw, out, "cpu-tiny")
+
+    test_ids, _ = read_split(out, "test")
+    train_ids, _ = read_split(out, "train")
+    assert not set(flagged) & set(test_ids) and set(flagged) <= set(train_ids)
+    assert len(train_ids) == max(4, round(6 * protocol()["train_faces"]
+                                          / protocol()["of_faces"]))

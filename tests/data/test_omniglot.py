@@ -47,6 +47,20 @@ def test_both_small_zips_take_greek_and_latin_once(tmp_path):
                                                  for s in manifest["sources"])
 
 
+def test_a_folder_holding_both_zips_equals_the_two_zips(tmp_path):
+    folder = tmp_path / "omniglot"
+    folder.mkdir()
+    for name in ("images_background_small1.zip", "images_background_small2.zip"):
+        (folder / name).symlink_to(shared_data("omniglot", name))
+    manifest = prepare([folder], tmp_path / "out")
+
+    assert len(manifest["tasks"]) == 8
+    splits = manifest["splits"]
+    assert splits["train"]["samples"] + splits["test"]["samples"] == 4840
+    assert sorted(w.split()[1] for w in manifest["warnings"]) == ["Greek", "Latin"]
+    assert not (tmp_path / "out" / "skipped.csv").exists()
+
+
 def test_each_sample_is_labelled_for_its_own_alphabet_only(omniglot_tiny):
     data = open_prepared(omniglot_tiny)
     dataset = ShardDataset(data, "train")

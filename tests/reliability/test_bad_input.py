@@ -110,6 +110,15 @@ def test_a_finished_prepare_is_not_redone_unless_force(small_zip, tmp_path):
     assert "already prepared" in flat(again.output) and str(small_zip) in flat(again.output)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
+    # Another preset or seed is not "the same prepare": refused, naming both, nothing touched.
+    for other in (["--preset", "cpu"], ["--seed", "7"]):
+        refused = runner.invoke(cli, args[:-2] + (other if other[0] == "--preset" else
+                                                  args[-2:] + other))
+        assert refused.exit_code == 1, refused.output
+        assert "preset cpu-tiny with seed 0" in flat(refused.output)
+        assert "--force" in flat(refused.output)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
     forced = runner.invoke(cli, args + ["--force"])
     assert forced.exit_code == 0 and "wrote" in forced.output
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} != before

@@ -39,23 +39,32 @@ def _verify_option(
     raise typer.Exit(0)
 
 
-def already_prepared(app_name: str, out_dir: Path, force: bool) -> bool:
-    """True (and say so) when out_dir holds a finished prepare of this app and not --force.
+def already_prepared(app_name: str, out_dir: Path, force: bool, preset: str,
+                     seed: int | None) -> bool:
+    """True (and say so) when out_dir holds a finished prepare of this app, at this preset and
+    seed, and not --force; an error when it holds one made with another preset or seed.
 
     Every prepare command asks this before reading raw data: a finished prepare of a real set
     takes hours, so running the command again is a no-op unless --force.
     """
     from dstcli.data.shards import finished_prepare
+    from dstcli.errors import DataError
 
     if force:
         return False
     data = finished_prepare(out_dir, app_name)
     if data is None:
         return False
+    had_preset = data.manifest["image"]["preset"]
+    had_seed = data.manifest.get("protocol", {}).get("seed")
+    if had_preset != preset or (seed is not None and seed != had_seed):
+        asked = f"preset {preset}" + (f", seed {seed}" if seed is not None else "")
+        raise DataError(f"{out_dir} already holds {app_name} prepared at preset {had_preset} "
+                        f"with seed {had_seed}, not {asked}: pass --force to replace it, or "
+                        "choose another --out")
     sources = ", ".join(s["path"] for s in data.manifest.get("sources", [])) or "unknown"
-    out.print(f"{out_dir} is already prepared ({app_name}, preset "
-              f"{data.manifest['image']['preset']}, from {sources}); nothing to do. Pass "
-              "--force to prepare it again.")
+    out.print(f"{out_dir} is already prepared ({app_name}, preset {had_preset}, seed "
+              f"{had_seed}, from {sources}); nothing to do. Pass --force to prepare it again.")
     return True
 
 

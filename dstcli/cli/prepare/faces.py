@@ -49,7 +49,7 @@ def aflw(
         # A synthetic set is redrawn in seconds; its own checks refuse an existing --out.
         manifest = app_.prepare_synthetic(synthetic, out_dir, preset, force=force, seed=seed,
                                           skip_bad=skip_bad)
-    elif already_prepared("aflw", out_dir, force):
+    elif already_prepared("aflw", out_dir, force, preset, seed):
         return
     else:
         manifest = app_.prepare(raw, out_dir, preset, force=force, seed=seed,
@@ -75,7 +75,7 @@ def mtfl(
     from dstcli.models.presets import get_preset
 
     get_preset(preset)
-    if already_prepared("mtfl", out_dir, force):
+    if already_prepared("mtfl", out_dir, force, preset, seed):
         return
     manifest = APPS.get("mtfl").prepare(raw, out_dir, preset, force=force, seed=seed,
                                         skip_bad=skip_bad)

@@ -62,7 +62,7 @@ def fingerprint(
         manifest_out = fingerprint_app.prepare_synthetic(synthetic, out_dir, preset,
                                                          force=force, seed=seed,
                                                          skip_bad=skip_bad)
-    elif already_prepared("fingerprint", out_dir, force):
+    elif already_prepared("fingerprint", out_dir, force, preset, seed):
         return
     else:
         manifest_out = fingerprint_app.prepare(manifest, out_dir, preset, force=force,

@@ -29,7 +29,7 @@ def omniglot(
     from dstcli.models.presets import get_preset
 
     get_preset(preset)
-    if already_prepared("omniglot", out_dir, force):
+    if already_prepared("omniglot", out_dir, force, preset, seed):
         return
     manifest = APPS.get("omniglot").prepare(raw, out_dir, preset, force=force, seed=seed,
                                             skip_bad=skip_bad)
