@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,33 @@ import torch
 
 from dstcli.config import TrainConfig
 from dstcli.data.shards import ShardDataset
+from dstcli.errors import DstError
 from dstcli.models.multitask import TaskRequest
 from dstcli.tasks import MetricAccumulator, equal_error_rate, roc_curve
-from dstcli.train import build, iterate, load_checkpoint, restore
+from dstcli.train import CHECKPOINT, RUN_RECORD, build, iterate, load_checkpoint, restore
 
 EVAL_BATCH = 64
 
 
-def evaluate(run_dir: Path, split: str = "test", device: str | None = None) -> dict[str, Any]:
+def evaluate(run_dir: Path, split: str = "test", device: str | None = None,
+             unfinished: bool = False) -> dict[str, Any]:
+    """Score the run's checkpoint on `split`. A run whose training has not finished (no
+    run.json, or a mid-epoch checkpoint) is refused unless `unfinished`; its metrics.json
+    then says so, and `dst tables` leaves it out."""
     run_dir = Path(run_dir)
     config = TrainConfig.load(run_dir / "config.json")
     if device is not None:
         config = TrainConfig.from_json({**config.to_json(), "device": device})
-    run = build(config)
     state = load_checkpoint(run_dir)
+    finished = (run_dir / RUN_RECORD).is_file() and state.get("in_epoch") is None
+    if not (finished or unfinished):
+        raise DstError(f"{run_dir} has not finished training (its last checkpoint is from epoch "
+                       f"{state['epoch']}); continue it with `dst train --resume {run_dir}`, or "
+                       "pass --unfinished to score that checkpoint anyway")
+    if state["loaded_from"] != CHECKPOINT:
+        warnings.warn(f"{run_dir / CHECKPOINT} is damaged; scoring {state['loaded_from']}, "
+                      f"the checkpoint of epoch {state['epoch']}", stacklevel=2)
+    run = build(config)
     restore(run, state)
     run.model.eval()
 
@@ -67,6 +81,8 @@ def evaluate(run_dir: Path, split: str = "test", device: str | None = None) -> d
         "seed": config.seed,
         "preset": config.preset,
         "epoch": state["epoch"],
+        "checkpoint": state["loaded_from"],
+        "finished": finished,
         "split": split,
         "tasks": per_task,
         "average_error": sum(errors) / len(errors) if errors else float("nan"),

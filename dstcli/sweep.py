@@ -280,7 +280,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
         from rich.console import Console
 
         from dstcli.config import TrainConfig
-        from dstcli.train import CHECKPOINT, train
+        from dstcli.train import CHECKPOINT, RUN_RECORD, train
 
         config = TrainConfig.from_json(task["config"]).validate()
         run_dir = Path(config.out)
@@ -288,7 +288,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
         write_json(run_dir / SWEEP_FILE, task["sweep"])
         with open(run_dir / "sweep.log", "a") as log:
             console = Console(file=log, highlight=False, soft_wrap=True)
-            if not (run_dir / "run.json").is_file():
+            if not (run_dir / RUN_RECORD).is_file():
                 train(config, resume=(run_dir / CHECKPOINT).is_file(), console=console,
                       progress=False)
         from dstcli.evaluate import evaluate

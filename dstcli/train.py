@@ -52,6 +52,7 @@ from dstcli.tasks import MetricAccumulator, per_sample_loss
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+RUN_RECORD = "run.json"  # written when training has finished
 CHECKPOINT_VERSION = 1
 BASE_COLUMNS = ("epoch", "phase", "task", "V", "labelled", "measured_on", "seconds")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -333,6 +334,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         if state.get("checkpoint_version") != CHECKPOINT_VERSION:
             raise DstError(f"{path} has checkpoint version {state.get('checkpoint_version')}, "
                            f"this dst reads {CHECKPOINT_VERSION}")
+        state["loaded_from"] = name  # the previous file when the current one is damaged
         return state
     if "last_error" in locals():
         raise DstError(f"no readable checkpoint in {run_dir} ({last_error})")
@@ -806,6 +808,6 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
                 save_checkpoint(run, run_dir, epoch)
             console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
     if world.main:
-        (run_dir / "run.json").write_text(json.dumps({"finished_epoch": last}, indent=2)
+        (run_dir / RUN_RECORD).write_text(json.dumps({"finished_epoch": last}, indent=2)
                                           + "\n")
     distributed.barrier(world)  # the files are whole before any process returns

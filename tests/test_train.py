@@ -172,3 +172,27 @@ def test_initial_losses_averaged_over_initialisations(omniglot_tiny, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="--init-passes 0"):
         tiny_config(omniglot_tiny, tmp_path / "zero", init_passes=0)
+
+
+def test_eval_refuses_a_run_whose_training_has_not_finished(omniglot_tiny, tmp_path):
+    import shutil
+
+    run = train(tiny_config(omniglot_tiny, tmp_path / "run"), progress=False)
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    (cut / "run.json").unlink()  # as a run stopped before its last epoch leaves it
+
+    with pytest.raises(DstError, match="has not finished training.*dst train --resume"):
+        evaluate(cut)
+    assert not (cut / "metrics.json").exists()
+    scored = evaluate(cut, unfinished=True)
+    assert scored["finished"] is False and scored["checkpoint"] == CHECKPOINT
+    assert evaluate(run)["finished"] is True
+
+
+def test_eval_says_when_it_falls_back_to_the_previous_checkpoint(omniglot_tiny, tmp_path):
+    run = train(tiny_config(omniglot_tiny, tmp_path / "run", epochs=2), progress=False)
+    (run / CHECKPOINT).write_bytes(b"damaged")
+    with pytest.warns(UserWarning, match="damaged; scoring checkpoint.prev.pt"):
+        result = evaluate(run)
+    assert result["checkpoint"] == "checkpoint.prev.pt" and result["epoch"] == 2

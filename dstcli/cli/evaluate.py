@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="A run folder made by dst train."),
         split: str = typer.Option("test", help="Split to evaluate: test or train."),
         device: str | None = typer.Option(None, help="Override the run's --device."),
+        unfinished: bool = typer.Option(False, "--unfinished", help="Score the last "
+                                        "checkpoint of a run that has not finished training "
+                                        "(metrics.json says so; dst tables leaves it out)."),
     ) -> None:
         """Per-task test metrics and the average error over tasks (Tables 3, 4 and 6)."""
         from dstcli.errors import DstError
@@ -33,7 +36,7 @@ def register(app: typer.Typer) -> None:
             raise DstError(f"--split {split!r}: use test or train")
         from dstcli.evaluate import evaluate as run_eval
 
-        result = run_eval(run_dir, split=split, device=device)
+        result = run_eval(run_dir, split=split, device=device, unfinished=unfinished)
         width = max(len(t) for t in result["tasks"])
         out.print(f"{'task':<{width}} {'samples':>8} {'metric':>16} {'error':>7}")
         for task, m in result["tasks"].items():
@@ -41,4 +44,7 @@ def register(app: typer.Typer) -> None:
             shown = f"{name} {value:.2f}" if name else ""
             out.print(f"{task:<{width}} {m['samples']:>8d} {shown:>16} {m['error']:>7.2f}")
         out.print(f"{'average error':<{width}} {'':>8} {'':>16} {result['average_error']:>7.2f}")
+        if not result["finished"]:
+            out.print(f"note: training had not finished; scored the checkpoint of epoch "
+                      f"{result['epoch']}")
         out.print(f"wrote {Path(run_dir) / 'metrics.json'} and metrics.csv")

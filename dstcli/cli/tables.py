@@ -21,5 +21,9 @@ def register(app: typer.Typer) -> None:
         """Write table3.csv .. table8.csv (as far as the runs allow) and a long CSV."""
         from dstcli.report.tables import write_tables
 
-        for path in write_tables(runs_dir, out_dir):
+        skipped: list[Path] = []
+        for path in write_tables(runs_dir, out_dir, skipped):
             out.print(f"wrote {path}")
+        for folder in skipped:
+            out.print(f"left out {folder}: scored before its training finished "
+                      "(dst eval --unfinished)")

@@ -55,6 +55,7 @@ TABLE4 = (Column("fp_orientation", "accuracy", f"T1: Orientation Fingerprint acc
           Column("matching", "eer", f"T5: Siamese Verification EER (%) {DOWN}"))
 TABLE5_ROWS = (("fp_segmentation", "Fingerprint"), ("lfp_segmentation", "Latent"))
 TABLE5_METHODS = ("SegNet", "UNet", "Individually Trained (STL)", "MTL", "DST (Proposed)")
+SEGMENTATION_MODELS = {"segnet": "SegNet", "unet": "UNet"}  # --model -> Table 5's column
 LAMBDA_HEADERS = ("λ_d", "λ_c", "λ_u", "λ_r", "λ_b")
 
 
@@ -78,10 +79,13 @@ class RunResult:
         return float(self.metrics["tasks"].get(task, {}).get(metric, math.nan))
 
 
-def method_label(scheduler: str, options: dict[str, Any]) -> str:
-    """The Table 3 row of a run made without a sweep: its method and the option it varies."""
+def method_label(scheduler: str, options: dict[str, Any], model: str | None = None) -> str:
+    """The Table 3 row of a run made without a sweep: its method and the option it varies; a
+    single-task SegNet or U-Net run (Table 5) is named by its model."""
     from dstcli.schedulers import resolve
 
+    if model in SEGMENTATION_MODELS:
+        return SEGMENTATION_MODELS[model]
     try:
         method = resolve(scheduler)[0].name
     except Exception:  # noqa: BLE001 - an unregistered name labels itself
@@ -96,8 +100,9 @@ def method_label(scheduler: str, options: dict[str, Any]) -> str:
             "dst": "DST (Proposed)"}.get(method, method)
 
 
-def read_runs(runs_dir: Path) -> list[RunResult]:
-    """Every finished run below `runs_dir`."""
+def read_runs(runs_dir: Path, skipped: list[Path] | None = None) -> list[RunResult]:
+    """Every finished, evaluated run below `runs_dir`; runs scored before their training
+    finished (`dst eval --unfinished`) are left out and, if `skipped` is given, listed there."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise DstError(f"{runs_dir} is not a folder of runs")
@@ -114,11 +119,16 @@ def read_runs(runs_dir: Path) -> list[RunResult]:
         except json.JSONDecodeError as e:
             raise DstError(f"{folder}: unreadable JSON ({e}); remove the run or run it again") \
                 from None
+        if metrics.get("finished") is False:
+            if skipped is not None:
+                skipped.append(folder)
+            continue
         options = config.get("scheduler_options") or {}
         found.append(RunResult(
             path=str(folder), app=config["app"], scheduler=config["scheduler"],
             options=options, seed=int(config.get("seed", 0)), sweep=sweep.get("sweep"),
-            label=sweep.get("label") or method_label(config["scheduler"], options),
+            label=sweep.get("label") or method_label(config["scheduler"], options,
+                                                     config.get("model")),
             group=sweep.get("group", ""), columns=sweep.get("columns", {}),
             row=int(sweep.get("row", 0)), metrics=metrics))
     return found
@@ -150,7 +160,9 @@ def _ordered(labels, order) -> list[str]:
 
 def method_table(runs: list[RunResult], app: str, columns: tuple[Column, ...]):
     """Tables 3 and 4: one row per method, a column per task, the average error."""
-    rows = _group([r for r in runs if r.app == app and r.sweep in METHOD_SWEEPS])
+    # SegNet and U-Net train the segmentation tasks alone: Table 5's, not a method row here.
+    rows = _group([r for r in runs if r.app == app and r.sweep in METHOD_SWEEPS
+                   and r.label not in SEGMENTATION_MODELS.values()])
     table = []
     for label in _ordered(rows, METHOD_ORDER):
         line = {"Training Method": label, "seeds": len(rows[label])}
@@ -284,12 +296,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(runs_dir: Path, out: Path) -> list[Path]:
+def write_tables(runs_dir: Path, out: Path, skipped: list[Path] | None = None) -> list[Path]:
     """Write tableN.csv and tableN.md for each table the runs fill, costs.csv/.md (epoch
-    time and dropped task-epochs per method), and runs-long.csv."""
+    time and dropped task-epochs per method), and runs-long.csv. Unfinished runs are left
+    out (and listed in `skipped`)."""
     import pandas as pd
 
-    runs = read_runs(runs_dir)
+    runs = read_runs(runs_dir, skipped)
     if not runs:
         raise DstError(f"no finished run below {runs_dir}: a run folder holds config.json and "
                        "metrics.json (dst train, then dst eval; or dst ablate)")

@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 from dstcli.cli.main import app
 
 AFLW = {"gender": "accuracy", "spectacles": "accuracy", "landmarks": "nme",
-        "pose": "mae_radians", "denoising": "rmse"}
+        "pose": "mae_radians", "denoising": "rmse",
+        "fp_segmentation": "iou", "lfp_segmentation": "iou", "matching": "eer"}
+HIGHER_IS_BETTER = {"accuracy", "iou"}
 
 
 def write_run(root, name, app_name, scheduler, seed, errors, options=None, sweep=None):
@@ -23,7 +25,7 @@ def write_run(root, name, app_name, scheduler, seed, errors, options=None, sweep
     for task, error in errors.items():
         metric = AFLW.get(task, "accuracy")
         tasks[task] = {"samples": 10, "error": error,
-                       metric: 100 - error if metric == "accuracy" else error}
+                       metric: 100 - error if metric in HIGHER_IS_BETTER else error}
     (folder / "metrics.json").write_text(json.dumps(
         {"tasks": tasks, "average_error": sum(errors.values()) / len(errors)}))
     if sweep:
@@ -128,3 +130,31 @@ def test_costs_table_reads_epoch_times_and_gates(tmp_path):
     assert costs.loc["DST (Proposed)", "relative to MTL"] == round(8.5 / 11, 2)
     assert costs.loc["DST (Proposed)", "dropped task-epochs (%)"] == 25
     assert costs.loc["MTL", "dropped task-epochs (%)"] == 0
+
+
+def test_segnet_and_unet_fill_table_5_and_stay_out_of_table_4(tmp_path):
+    runs = tmp_path / "runs"
+    five = {"fp_orientation": 10.0, "lfp_orientation": 20.0, "fp_segmentation": 10.0,
+            "lfp_segmentation": 30.0, "matching": 15.0}
+    write_run(runs, "stl", "fingerprint", "stl", 0, five)
+    for model, error in (("segnet", 30.0), ("unet", 25.0)):
+        write_run(runs, model, "fingerprint", "stl", 0,
+                  {"fp_segmentation": error, "lfp_segmentation": error + 10})
+        config = json.loads((runs / model / "config.json").read_text())
+        (runs / model / "config.json").write_text(json.dumps({**config, "model": model}))
+    # A run scored before its training finished is left out, and said so.
+    write_run(runs, "cut", "fingerprint", "stl", 1, five)
+    metrics = json.loads((runs / "cut" / "metrics.json").read_text())
+    (runs / "cut" / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+
+    result = CliRunner().invoke(app, ["tables", str(runs), "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    assert "left out" in result.output and "cut" in result.output
+    table4 = pd.read_csv(tmp_path / "res" / "table4.csv").set_index("Training Method")
+    assert list(table4.index) == ["Individually Trained (STL)"]
+    assert table4.loc["Individually Trained (STL)", "seeds"] == 1
+    table5 = pd.read_csv(tmp_path / "res" / "table5.csv").set_index("Task")
+    assert list(table5.columns) == ["SegNet IoU (x100) ↑", "UNet IoU (x100) ↑",
+                                    "Individually Trained (STL) IoU (x100) ↑"]
+    # IoU = 100 - error: the segmentation columns read the iou key.
+    assert table5.loc["Fingerprint", "SegNet IoU (x100) ↑"] == "70.00 ± 0.00"
