@@ -74,6 +74,12 @@ def evaluate(run_dir: Path, split: str = "test", device: str | None = None,
         if tasks[name].kind == "contrastive" and metric.distances:
             per_task[name]["roc"] = write_roc(run_dir, name, metric, split)
     errors = [r["error"] for r in per_task.values() if not math.isnan(r["error"])]
+    unscored = [t for t, r in per_task.items() if math.isnan(r["error"])]
+    if unscored:
+        # The paper averages over every task; a table cell of this run would average fewer.
+        warnings.warn(f"{run_dir}: no labelled {split} sample for task(s) "
+                      f"{', '.join(unscored)}; the average error is over the other "
+                      f"{len(errors)} task(s)", stacklevel=2)
     result = {
         "app": config.app,
         "scheduler": config.scheduler,
