@@ -90,3 +90,34 @@ def test_every_kind_has_a_loss_and_a_metric(kind):
     again = MetricAccumulator(task)
     again.load_state_dict(metric.state_dict())
     assert again.result() == metric.result() and math.isfinite(metric.result()["error"])
+
+
+def test_metrics_pool_over_batches_of_uneven_size():
+    """A split's figure pools every sample, not the mean of its batches' figures."""
+    seg = MetricAccumulator(spec("segmentation"))
+    # Batch 1: intersection 1, union 1. Batch 2: intersection 0, union 3.
+    seg.update(torch.tensor([[[5.0, -5.0]]]), torch.tensor([[[1, 0]]], dtype=torch.uint8))
+    seg.update(torch.tensor([[[5.0, 5.0]], [[-5.0, -5.0]]]),
+               torch.tensor([[[0, 0]], [[1, 0]]], dtype=torch.uint8))
+    assert seg.result()["iou"] == pytest.approx(25.0)  # 1 / 4, not (100 + 0) / 2
+
+    pose = MetricAccumulator(spec("pose", output_shape=(3,), scale=math.pi))
+    pose.update(torch.full((1, 3), 0.3), torch.zeros(1, 3))
+    pose.update(torch.zeros(3, 3), torch.zeros(3, 3))
+    assert pose.result()["error"] == pytest.approx(100 * 0.3 / 4 / math.pi)
+
+
+def test_iou_of_an_empty_prediction_and_truth_is_100():
+    seg = MetricAccumulator(spec("segmentation"))
+    seg.update(torch.full((1, 2, 2), -5.0), torch.zeros((1, 2, 2), dtype=torch.uint8))
+    assert seg.result()["iou"] == pytest.approx(100.0)
+
+
+def test_eer_direction_ties_and_unbalanced_counts():
+    # A small distance means genuine: the reversed list is the worst case.
+    assert equal_error_rate([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == pytest.approx(100.0)
+    # Every distance tied: one threshold accepts all or none, so FAR and FRR meet at 50%.
+    assert equal_error_rate([0.5] * 5, [1, 0, 0, 0, 0]) == pytest.approx(50.0)
+    # One genuine among four impostors, the genuine pair ranked second nearest: at t = 0.2,
+    # FAR 1/4 and FRR 0; at t = 0.1, FAR 1/4 and FRR 1. FAR - FRR crosses 0 on the way.
+    assert equal_error_rate([0.1, 0.2, 0.3, 0.4, 0.5], [0, 1, 0, 0, 0]) == pytest.approx(25.0)
