@@ -234,10 +234,10 @@ def run_cost(folder: Path) -> tuple[float, float]:
 
 
 def cost_table(runs: list[RunResult]) -> list[dict[str, Any]]:
-    """What each method costs where it ran: the median training epoch over its runs (each
-    run's median epoch), relative to MTL's on the same app, beside the share of task-epochs
-    it dropped. Runs that shared the machine make these times comparable only with each
-    other."""
+    """What each method costs where it ran, beside what it reached: the average error, the
+    median training epoch over its runs (each run's median epoch), relative to MTL's on the
+    same app, and the share of task-epochs it dropped. Runs that shared the machine make
+    these times comparable only with each other."""
     table = []
     for app in sorted({r.app for r in runs}):
         rows = _group([r for r in runs if r.app == app])
@@ -247,6 +247,7 @@ def cost_table(runs: list[RunResult]) -> list[dict[str, Any]]:
         for label in _ordered(rows, METHOD_ORDER):
             dropped = _median([c[1] for c in costs[label]])
             table.append({"App": app, "Training Method": label, "seeds": len(rows[label]),
+                          AVERAGE: cell([r.value("average", "error") for r in rows[label]]),
                           "seconds per epoch": _fixed(epoch[label], 1),
                           "relative to MTL": _fixed(epoch[label] / mtl, 2),
                           "dropped task-epochs (%)": _fixed(dropped, 0)})

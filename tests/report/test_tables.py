@@ -130,6 +130,7 @@ def test_costs_table_reads_epoch_times_and_gates(tmp_path):
     assert costs.loc["DST (Proposed)", "relative to MTL"] == round(8.5 / 11, 2)
     assert costs.loc["DST (Proposed)", "dropped task-epochs (%)"] == 25
     assert costs.loc["MTL", "dropped task-epochs (%)"] == 0
+    assert costs.loc["MTL", "Average Error (%) ↓"] == "10.50 ± 0.00"
 
 
 def test_segnet_and_unet_fill_table_5_and_stay_out_of_table_4(tmp_path):
