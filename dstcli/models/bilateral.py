@@ -88,8 +88,10 @@ class BilateralNet(nn.Module):
         return [encoder.convs[-1].weight for encoder in self.encoders]
 
     def regularization(self) -> torch.Tensor | None:
-        """The soft-sharing penalty tying the two encoders' weights."""
-        if self.tie == 0:
+        """The soft-sharing penalty tying the two encoders' weights; none when the tasks read
+        one image only (a single-task network of an orientation or segmentation task), whose
+        other encoder then stays idle instead of pulling on the one in use."""
+        if self.tie == 0 or len({s for t in self.tasks.values() for s in t.inputs}) < 2:
             return None
         pairs = zip(self.encoders[0].parameters(), self.encoders[1].parameters(), strict=True)
         return self.tie * sum(((a - b) ** 2).sum() for a, b in pairs)

@@ -86,7 +86,11 @@ def _segmentation(architecture: str):
                            "are not segmentation tasks: pass --tasks with the segmentation "
                            "tasks only")
         if encoder_weights is not None:
-            raise DstError(f"--encoder-weights: {architecture} is trained from scratch here")
+            # Known gap (docs/models.md): SegNet's encoder has vgg16_bn's shape and could load
+            # it; until then Table 5 at the paper preset compares it untrained.
+            raise DstError(f"--encoder-weights: {architecture} is trained from scratch here "
+                           "(loading ImageNet weights into it is not implemented); drop the "
+                           "flag for this run")
         return SegmentationNets(tasks, in_channels, preset.width, architecture)
 
     build.__doc__ = f"{architecture}: one single-task segmentation network per task (Table 5)."

@@ -79,18 +79,26 @@ class ConvDecoder(nn.Module):
         for conv in self.convs:
             nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(conv.bias)
+        # Each upsampling returns to the size the encoder had before the matching pool: the
+        # pools round down, so for a side not divisible by 16 (48x40, 340x280) doubling would
+        # fall short and a final stretch would shift the map; this way it aligns as SegNet's
+        # unpooling does.
+        h, w = out_shape[1:]
+        stages = [(h, w)]
+        for _ in range(len(DECODER_BLOCKS) - 2):
+            h, w = h // 2, w // 2
+            stages.append((h, w))
+        self.upsample_sizes = stages[::-1]  # smallest first
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = features  # (n, C_13, H/16, W/16)
+        x = features  # (n, C_13, H/16, W/16), sides rounded down at each pool
+        sizes = iter(self.upsample_sizes)
         for index, conv in enumerate(self.convs, start=1):
             x = conv(x)
             if index < len(self.convs):
                 x = F.relu(x, inplace=True)
             if index in self.upsample_after:
-                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        if tuple(x.shape[-2:]) != tuple(self.out_shape[1:]):
-            # Inputs not divisible by 16 (Omniglot's 105) lose a row in the pools.
-            x = F.interpolate(x, size=self.out_shape[1:], mode="bilinear", align_corners=False)
+                x = F.interpolate(x, size=next(sizes), mode="bilinear", align_corners=False)
         return torch.sigmoid(x) if self.sigmoid else x  # (n, C, H, W)
 
     @property

@@ -34,6 +34,24 @@ def conv_channels(width: float) -> list[int]:
 ENCODER_NORMS = ("none", "batch")
 
 
+def grey_first_layer(weight: torch.Tensor, bias: torch.Tensor, channels: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's first convolution for grey input: the response the RGB network gives to the
+    grey image (g, g, g), away from the border.
+
+    The RGB network sees (g - m_c) / s_c per colour; the grey encoder sees (g - m) / s with the
+    colours' mean m and s. So the grey filter is s * sum_c W_c / s_c (shared out over
+    `channels` identical grey channels) and the bias gains sum W_c (m - m_c) / s_c. At the
+    border the two differ a little: zero padding stands for the mean grey here, for each
+    colour's mean there.
+    """
+    mean, std = torch.tensor(RGB_MEAN), torch.tensor(RGB_STD)  # (3,)
+    per_colour = weight / std.view(1, 3, 1, 1)  # W_c / s_c: (out, 3, k, k)
+    grey = std.mean() * per_colour.sum(dim=1, keepdim=True) / channels
+    shift = (per_colour * (mean.mean() - mean).view(1, 3, 1, 1)).sum(dim=(1, 2, 3))  # (out,)
+    return grey.expand(-1, channels, -1, -1).contiguous(), bias + shift
+
+
 class VGG16Encoder(nn.Module):
     def __init__(self, in_channels: int, width: float = 1.0, norm: str = "none"):
         super().__init__()
@@ -142,10 +160,7 @@ class VGG16Encoder(nn.Module):
             for conv, key in zip(self.convs, conv_keys, strict=True):
                 weight, bias = state[f"{key}.weight"], state[f"{key}.bias"]
                 if conv is self.convs[0] and weight.shape[1] != self.in_channels:
-                    # Grey input: a grey pixel g equals RGB (g, g, g), so summing the filters
-                    # over the colour axis gives the same response.
-                    weight = weight.sum(dim=1, keepdim=True).expand(-1, self.in_channels, -1, -1)
-                    weight = weight / self.in_channels
+                    weight, bias = grey_first_layer(weight, bias, self.in_channels)
                 if weight.shape != conv.weight.shape:
                     raise DstError(f"--encoder-weights {path}: {key}.weight has shape "
                                    f"{tuple(weight.shape)}, the encoder needs "

@@ -135,13 +135,16 @@ def test_imagenet_weights_load_from_a_file(vgg16_file):
     assert torch.equal(rgb.convs[0].weight, state["features.0.weight"])
     assert torch.equal(rgb.convs[12].bias, state["features.28.bias"])
 
+    # A grey image through the grey encoder's first layer (its own normalisation) answers as
+    # the RGB encoder does to (g, g, g) with ImageNet's per-colour normalisation, inside the
+    # border (where zero padding stands for different means).
     grey = VGG16Encoder(1, 1.0)
     grey.load_imagenet(path)
-    expected = state["features.0.weight"].sum(dim=1, keepdim=True)
-    assert torch.allclose(grey.convs[0].weight, expected)
-    image = torch.rand(1, 1, 16, 16)
-    assert torch.allclose(grey.convs[0](image), rgb.convs[0](image.expand(1, 3, 16, 16)),
-                          atol=1e-5)
+    image = torch.randint(0, 256, (1, 1, 16, 16), dtype=torch.uint8)
+    as_grey = grey.convs[0](grey.normalise(image))
+    as_rgb = rgb.convs[0](rgb.normalise(image.expand(1, 3, 16, 16)))
+    torch.testing.assert_close(as_grey[..., 1:-1, 1:-1], as_rgb[..., 1:-1, 1:-1],
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_weights_errors_are_clear(vgg16_file, tmp_path):
@@ -183,6 +186,16 @@ def test_bilateral_ties_its_encoders_and_shares_its_decoder():
     assert all(p.grad is None for p in model.encoders[0].parameters())
     assert all(p.grad is not None for p in model.encoders[1].parameters())
 
+    # A network of one image's tasks (a single-task network) ties nothing: its other encoder
+    # is idle and must not pull on the one in use.
+    latent_only = [t for t in tasks if t.inputs == (1,)]
+    alone = MODELS.get("bilateral-vgg16")(latent_only, 1, PRESETS["cpu-tiny"],
+                                          input_size=(48, 40), tie=0.5)
+    with torch.no_grad():
+        for p in alone.encoders[0].parameters():
+            p.add_(0.1)
+    assert alone.regularization() is None
+
 
 def test_batch_norm_encoder_loads_vgg16_bn_weights(tmp_path, vgg16_file):
     torchvision = pytest.importorskip("torchvision")
@@ -212,3 +225,22 @@ def test_batch_norm_adds_no_weight_layer():
     assert [t for t in (plain.task_depth("a"), normed.task_depth("a"))] == [17, 17]
     convs = [m for m in normed.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 13
+
+
+@pytest.mark.parametrize("size", [(64, 64), (48, 40), (105, 105), (340, 280)])
+def test_the_decoder_returns_through_the_encoders_own_sizes(size):
+    """Each upsampling lands on the size the encoder had before the matching pool (the pools
+    round down), so no final stretch shifts the map when a side is not a multiple of 16."""
+    from dstcli.models.heads import ConvDecoder
+
+    encoder = VGG16Encoder(1, 1 / 16)
+    seen = []
+    hooks = [conv.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+             for conv in encoder.convs]
+    features = encoder(torch.zeros(1, 1, *size), {13})[13]
+    for hook in hooks:
+        hook.remove()
+    stage_sizes = list(dict.fromkeys(seen))  # (H, W) at each of the 5 stages, input first
+    decoder = ConvDecoder(encoder.channels[-1], (1, *size), 1 / 16)
+    assert decoder.upsample_sizes == stage_sizes[-2::-1]
+    assert decoder(features).shape == (1, 1, *size)
