@@ -9,29 +9,43 @@ WORK = HERE / "work"  # git ignores it
 SHARED_DATA = HERE.parents[1] / "shared" / "data"  # the small real sets beside the checkout
 
 
+def _prepared_once(out: Path, app: str, prepare: str, *args, **kwargs) -> Path:
+    """`out`, prepared by the app's `prepare` (or `prepare_synthetic`) the first time only."""
+    from dstcli.apps import APPS
+    from dstcli.data.shards import MANIFEST
+
+    if not (out / MANIFEST).exists():
+        getattr(APPS.get(app), prepare)(*args, out, **kwargs, force=True)
+    return out
+
+
 def prepared_faces(faces: int, data: Path | None) -> Path:
     """`data` if given, else a synthetic AFLW of `faces` faces at the cpu preset, prepared once
     into benchmarks/work and reused."""
-    from dstcli.apps import APPS
-
     if data is not None:
         return data
-    out = WORK / f"aflw-cpu-{faces}"
-    if not (out / "manifest.json").exists():
-        APPS.get("aflw").prepare_synthetic(faces, out, "cpu", force=True, seed=0)
-    return out
+    return _prepared_once(WORK / f"aflw-cpu-{faces}", "aflw", "prepare_synthetic", faces,
+                          preset="cpu", seed=0)
 
 
 def prepared_omniglot(preset: str, work: Path = WORK) -> Path:
     """The two small official zips (8 distinct alphabets) prepared at `preset` once, as
     `dst prepare omniglot --raw ... --out benchmarks/work/omniglot-<preset>` does."""
-    from dstcli.apps import APPS
+    zips = sorted((SHARED_DATA / "omniglot").glob("images_background_small*.zip"))
+    return _prepared_once(work / f"omniglot-{preset}", "omniglot", "prepare", zips,
+                          preset=preset)
 
-    out = work / f"omniglot-{preset}"
-    if not (out / "manifest.json").exists():
-        zips = sorted((SHARED_DATA / "omniglot").glob("images_background_small*.zip"))
-        APPS.get("omniglot").prepare(zips, out, preset, force=True)
-    return out
+
+def prepared_mtfl(work: Path = WORK) -> Path:
+    """../shared/data/mtfl prepared at the cpu preset once."""
+    return _prepared_once(work / "mtfl-cpu", "mtfl", "prepare", SHARED_DATA / "mtfl",
+                          preset="cpu")
+
+
+def prepared_pairs(pairs: int, work: Path = WORK) -> Path:
+    """A synthetic fingerprint set of `pairs` pairs at the cpu preset, prepared once."""
+    return _prepared_once(work / f"fingerprint-cpu-{pairs}", "fingerprint", "prepare_synthetic",
+                          pairs, preset="cpu", seed=0)
 
 
 class FixedSubset:
@@ -50,23 +64,3 @@ class FixedSubset:
 
     def __getitems__(self, indices):
         return self.dataset.__getitems__(self.indices[indices].tolist())
-
-
-def prepared_mtfl(work: Path = WORK) -> Path:
-    """../shared/data/mtfl prepared at the cpu preset once."""
-    from dstcli.apps import APPS
-
-    out = work / "mtfl-cpu"
-    if not (out / "manifest.json").exists():
-        APPS.get("mtfl").prepare(SHARED_DATA / "mtfl", out, "cpu", force=True)
-    return out
-
-
-def prepared_pairs(pairs: int, work: Path = WORK) -> Path:
-    """A synthetic fingerprint set of `pairs` pairs at the cpu preset, prepared once."""
-    from dstcli.apps import APPS
-
-    out = work / f"fingerprint-cpu-{pairs}"
-    if not (out / "manifest.json").exists():
-        APPS.get("fingerprint").prepare_synthetic(pairs, out, "cpu", force=True, seed=0)
-    return out

@@ -182,7 +182,9 @@ def data_identity(data: str) -> Any:
     tasks, splits, protocol, the sources' checksums), not its path, so that run folders copied
     to another machine, or data prepared again elsewhere, keep their ids. A folder without a
     manifest (a dry run before prepare) is named by its path."""
-    manifest_path = Path(data) / "manifest.json" if data else None
+    from dstcli.data.shards import MANIFEST
+
+    manifest_path = Path(data) / MANIFEST if data else None
     if manifest_path is None or not manifest_path.is_file():
         return data
     manifest = json.loads(manifest_path.read_text())

@@ -107,10 +107,10 @@ def speed_problems(config: TrainConfig, device: torch.device, world: World) -> l
                          "torch.compile's generated code; drop --compile or install one")
     if world.active:
         entry, _ = resolve(config.scheduler)
-        method = entry.load()
-        if not getattr(method, "supports_distributed", True):
+        refusal = entry.load().distributed_refusal
+        if refusal:
             found.append(
-                f"--scheduler {config.scheduler} {method.distributed_refusal} (across "
+                f"--scheduler {config.scheduler} {refusal} (across "
                 f"{world.size} processes). Train it in one process, or choose a method that "
                 "runs under torchrun: mtl, dst, random, gradnorm, lbtw, uw, dwa, rlw, adaptive")
         if config.checkpoint_every:

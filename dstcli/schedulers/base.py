@@ -66,11 +66,10 @@ class Scheduler:
     # How a dropped task's loss is measured: "forward" (no_grad in the same pass) or "probe"
     # (on a fixed subset of the training data at the end of the epoch).
     dropped_loss: str = "forward"
-    # Whether the method still is itself when each of several processes (torchrun) runs its
-    # backward on a share of the batch and the trainer averages the gradients after it.
-    supports_distributed: ClassVar[bool] = True
-    # Why not, when it does not: completes "--scheduler NAME ..." in the refusal.
-    distributed_refusal: ClassVar[str] = ""
+    # Why the method would not be itself when each of several processes (torchrun) runs its
+    # backward on a share of the batch and the trainer averages the gradients after it; None
+    # when it would. It completes "--scheduler NAME ..." in the refusal.
+    distributed_refusal: ClassVar[str | None] = None
     # Whether the method's gradients all come from one backward pass of a loss the trainer can
     # scale (`--amp fp16`): methods that read gradients themselves (norms, per-task gradients,
     # Gram matrices) would read them scaled, so they refuse fp16 and take bf16 instead.

@@ -92,7 +92,6 @@ class DTP(StepWeighting):
     """One backward per step, weights from the batch KPIs."""
 
     log_columns: ClassVar[tuple[str, ...]] = ("w", "G", "kpi")
-    supports_distributed: ClassVar[bool] = False
     distributed_refusal: ClassVar[str] = (
         "keeps a moving average of each task's KPI over the step's batch: every process would "
         "average only its share's KPIs, so the weights, and the update, would differ between "

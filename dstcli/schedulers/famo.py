@@ -27,7 +27,6 @@ LOSS_EPS = 1e-8
 
 
 class FAMO(Scheduler):
-    supports_distributed: ClassVar[bool] = False
     distributed_refusal: ClassVar[str] = (
         "steers logits of its own from each step's task losses before and after the update: "
         "every process would see only its share's losses, and the logits would drift apart")

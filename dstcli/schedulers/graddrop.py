@@ -77,13 +77,10 @@ class GradDrop(GradientMethod):
         self.leak = dict(zip(self.names, leak * len(self.names) if len(leak) == 1 else leak,
                              strict=True))
         self._generator = torch.Generator()
-        self.above: dict[str, list[nn.Parameter]] = {}
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         require_representation(model, self.method)
         super().attach(model, optimizer)
-        self.above = {t: [p for p in model.head_parameters(t) if p.requires_grad]
-                      for t in self.names}
 
     def uniform(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
         # Drawn on the CPU from the step's own stream (see backward): the same draws on any
@@ -97,7 +94,7 @@ class GradDrop(GradientMethod):
             return
 
         per_cut = split_gradients({t: losses[t] for t in names}, cuts,
-                                  {t: self.above[t] for t in names})
+                                  {t: self.heads[t] for t in names})
         self._generator.manual_seed(derived_seed(self.seed, GRADDROP_STREAM, ctx.epoch,
                                                  ctx.step))
         kept: dict[str, list[float]] = {}

@@ -18,7 +18,6 @@ docs/schedulers/gradient.md describes each method, its cost and its departures.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -30,6 +29,7 @@ from dstcli.errors import DstError
 from dstcli.models.multitask import RepresentationSplit
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
 from dstcli.schedulers.options import SchedulerOptions
+from dstcli.schedulers.weighting_tools import StepMeans
 from dstcli.seeding import derived_seed
 
 __all__ = [
@@ -280,7 +280,6 @@ class GradientMethod(Scheduler):
     tracked: ClassVar[tuple[str, ...]] = ("w",)
     # Each step combines the tasks' own gradients; on a share of the batch that is another
     # combination than on the whole batch, so several processes are refused.
-    supports_distributed: ClassVar[bool] = False
     distributed_refusal: ClassVar[str] = (
         "combines each task's gradient of a step (gradient surgery): every process would "
         "combine only its share's gradients, and the average of those is not the method")
@@ -290,8 +289,7 @@ class GradientMethod(Scheduler):
         super().__init__(options, tasks, seed)
         self.shared: list[nn.Parameter] = []
         self.heads: dict[str, list[nn.Parameter]] = {}
-        self._sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._logged: dict[str, StepMeans] = {}  # per log column
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if not (hasattr(model, "shared_parameters") and hasattr(model, "task_parameters")):
@@ -301,21 +299,24 @@ class GradientMethod(Scheduler):
         if not self.shared:
             raise DstError(f"scheduler {self.method} combines the tasks' gradients on shared "
                            "parameters, and this model shares none (one network per task?)")
-        self.heads = {t: [p for p in model.task_parameters(t) if p.requires_grad]
-                      for t in self.names}
+        # A task's own parameters: its head; for the methods on a shared representation, all
+        # between that representation and the task's output (the bilateral network's shared
+        # decoder included), since the partial backward that gives the task's gradient on z
+        # passes through them.
+        own = model.head_parameters if self.needs_representation else model.task_parameters
+        self.heads = {t: [p for p in own(t) if p.requires_grad] for t in self.names}
 
-    # A mid-epoch checkpoint keeps the epoch's log sums so far (see StepWeighting).
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(),
-                "log_sums": {c: dict(v) for c, v in self._sums.items()},
-                "log_counts": {c: dict(v) for c, v in self._counts.items()}}
+                "logged": {c: m.state_dict() for c, m in self._logged.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        for column, values in state.get("log_sums", {}).items():
-            self._sums[column].update(values)
-        for column, values in state.get("log_counts", {}).items():
-            self._counts[column].update(values)
+        for column, values in state.get("logged", {}).items():
+            self._column(column).load_state_dict(values)
+
+    def _column(self, column: str) -> StepMeans:
+        return self._logged.setdefault(column, StepMeans(self.names))
 
     def present(self, losses: dict[str, torch.Tensor]) -> list[str]:
         """The tasks of this step, in the run's task order."""
@@ -323,21 +324,18 @@ class GradientMethod(Scheduler):
 
     def record(self, columns: dict[str, dict[str, float]]) -> None:
         for column, values in columns.items():
-            for task, value in values.items():
-                self._sums[column][task] += float(value)
-                self._counts[column][task] += 1
+            self._column(column).add(values)
 
     def end_epoch(self, epoch: int, losses: dict[str, float],
                   metrics: dict[str, dict[str, float]] | None = None
                   ) -> dict[str, dict[str, Any]]:
         rows = super().end_epoch(epoch, losses, metrics)
-        if epoch >= 2:
-            for t in self.names:
-                for column in self.tracked:
-                    n = self._counts[column][t]
-                    rows[t][column] = self._sums[column][t] / n if n else float("nan")
-        self._sums.clear()
-        self._counts.clear()
+        never = dict.fromkeys(self.names, float("nan"))
+        means = {c: self._column(c).means(never) for c in self.tracked}
+        self._logged.clear()
+        for t in self.names if epoch >= 2 else ():
+            for column in self.tracked:
+                rows[t][column] = means[column][t]
         return rows
 
 

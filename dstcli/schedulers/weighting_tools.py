@@ -35,16 +35,18 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-class AppliedWeights:
-    """Running mean of each task's weight over the steps of one epoch that trained it."""
+class StepMeans:
+    """Running mean of a per-task value (a weight, a kept share) over the steps of one epoch
+    that trained the task, for the log; kept in checkpoints so a resumed epoch's mean covers
+    all its steps."""
 
     def __init__(self, names: list[str]):
         self.sums = dict.fromkeys(names, 0.0)
         self.steps = dict.fromkeys(names, 0)
 
-    def add(self, weights: dict[str, float]) -> None:
-        for t, w in weights.items():
-            self.sums[t] += w
+    def add(self, values: dict[str, float]) -> None:
+        for t, v in values.items():
+            self.sums[t] += float(v)
             self.steps[t] += 1
 
     def means(self, fallback: dict[str, float]) -> dict[str, float]:
@@ -69,7 +71,7 @@ class StepWeighting(Scheduler):
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)
-        self.applied = AppliedWeights(self.names)
+        self.applied = StepMeans(self.names)
 
     def step_weights(self, present: list[str], losses: dict[str, torch.Tensor],
                      ctx: StepContext) -> dict[str, float]:
