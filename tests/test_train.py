@@ -196,3 +196,23 @@ def test_eval_says_when_it_falls_back_to_the_previous_checkpoint(omniglot_tiny, 
     with pytest.warns(UserWarning, match="damaged; scoring checkpoint.prev.pt"):
         result = evaluate(run)
     assert result["checkpoint"] == "checkpoint.prev.pt" and result["epoch"] == 2
+
+
+def test_cli_eval_names_an_unfinished_run_and_scores_it_on_request(omniglot_tiny, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dstcli.cli.main import app
+
+    run = train(tiny_config(omniglot_tiny, tmp_path / "run"), progress=False)
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    (cut / "run.json").unlink()
+    runner = CliRunner()
+    refused = runner.invoke(app, ["eval", str(cut)])
+    assert refused.exit_code == 1 and "--unfinished" in " ".join(refused.output.split())
+    scored = runner.invoke(app, ["eval", str(cut), "--unfinished"])
+    assert scored.exit_code == 0, scored.output
+    assert "training had not finished" in scored.output
+    assert json.loads((cut / "metrics.json").read_text())["finished"] is False
