@@ -16,3 +16,9 @@ class ConfigError(DstError):
 
 class DataError(DstError):
     """Raw data or shards that cannot be read as they are; the message names the file."""
+
+
+class Interrupted(DstError):
+    """Stopped at the user's request (Ctrl-C) with the state saved; exit status 130."""
+
+    exit_code = 130

@@ -23,6 +23,7 @@ from dstcli.config import TrainConfig
 from dstcli.data.shards import ShardDataset
 from dstcli.errors import DstError
 from dstcli.models.multitask import TaskRequest
+from dstcli.records import metrics_file
 from dstcli.tasks import MetricAccumulator, equal_error_rate, roc_curve
 from dstcli.train import CHECKPOINT, RUN_RECORD, build, iterate, load_checkpoint, restore
 
@@ -127,9 +128,10 @@ def write_roc(run_dir: Path, task: str, metric: MetricAccumulator, split: str) -
 
 
 def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
-    tmp = run_dir / "metrics.json.tmp"
+    name = metrics_file(result["split"])
+    tmp = run_dir / f"{name}.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, run_dir / "metrics.json")
+    os.replace(tmp, run_dir / name)
 
     row: dict[str, Any] = {"run": run_dir.name, "app": result["app"],
                            "scheduler": result["scheduler"], "seed": result["seed"],
@@ -139,9 +141,10 @@ def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
             if key not in ("samples", "roc"):
                 row[f"{task}.{key}"] = value
     row["average_error"] = result["average_error"]
-    tmp = run_dir / "metrics.csv.tmp"
+    name = metrics_file(result["split"], ".csv")
+    tmp = run_dir / f"{name}.tmp"
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         writer.writeheader()
         writer.writerow(row)
-    os.replace(tmp, run_dir / "metrics.csv")
+    os.replace(tmp, run_dir / name)

@@ -2,8 +2,10 @@
 
 A sweep is a list of rows (a label, a scheduler, its options); `plan` crosses it with the
 seeds into runs, each with an id derived from its resolved configuration, so that a sweep
-started again skips what has finished. `execute` trains and evaluates one run; it takes and
-returns plain data so that a process pool and submitit can ship it. torch-free at import.
+started again skips what has finished, and a run identical to a finished one under another
+label (same seed and hash) copies its records instead of training. `execute` trains and
+evaluates one run; it takes and returns plain data so that a process pool and submitit can
+ship it. torch-free at import.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 import tomllib
 import traceback
@@ -21,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dstcli.errors import ConfigError, DstError
+from dstcli.errors import ConfigError, DstError, Interrupted
 
 SWEEP_FILE = "sweep.json"  # in each run folder: which sweep row the run belongs to
-ROW_KEYS = {"label", "scheduler", "options", "config", "group", "columns", "needs"}
+METRICS = "metrics.json"  # the test split's scores
+RUN_RECORD = "run.json"  # dstcli.train's, written when training ends (not imported: torch)
+CHECKPOINTS = "checkpoint*.pt"  # the current checkpoint and the previous one
+ROW_KEYS = {"label", "scheduler", "options", "config", "group", "columns", "needs", "table"}
 # Run settings a row may change besides its scheduler's options (Table 7's moved head).
 ROW_CONFIG_KEYS = {"branch", "encoder_norm", "init_passes"}
 TOP_KEYS = {"name", "title", "app", "row"}
@@ -41,6 +48,7 @@ class SweepRow:
     group: str = ""  # the table's group ("Details" column of Table 8)
     columns: dict[str, str] = field(default_factory=dict)  # cells printed as the paper does
     needs: str = ""  # a capability dst lacks: the row is reported, never trained
+    table: bool = True  # false: a run others need (an STL run), trained but not a table row
     index: int = 0  # position in the file: the table's row order
 
 
@@ -107,12 +115,16 @@ def load_sweep(path: Path) -> Sweep:
         found += [f"{where}: config key {k!r} is not a run setting a row may change; use "
                   f"{', '.join(sorted(ROW_CONFIG_KEYS))}"
                   for k in (raw.get("config") or {}) if k not in ROW_CONFIG_KEYS]
+        if not isinstance(raw.get("table", True), bool):
+            found.append(f"{where}: table must be true or false (false: the row trains, for the "
+                         "rows that need it, but is no row of the printed table)")
         if not found:
             row = SweepRow(label=raw["label"], scheduler=raw["scheduler"],
                            options=dict(raw.get("options", {})),
                            config=dict(raw.get("config", {})), group=raw.get("group", ""),
                            columns={k: str(v) for k, v in raw.get("columns", {}).items()},
-                           needs=raw.get("needs", ""), index=i - 1)
+                           needs=raw.get("needs", ""), table=raw.get("table", True),
+                           index=i - 1)
             found += [f"{where}: {p}" for p in option_problems(row)]
             rows.append(row)
         problems += found
@@ -169,7 +181,111 @@ class PlannedRun:
 
     @property
     def finished(self) -> bool:
-        return (self.run_dir / "metrics.json").is_file()
+        return run_finished(self.run_dir)
+
+
+def run_finished(run_dir: Path) -> bool:
+    """Whether a run folder holds a finished run: its training ended (the trainer's run record)
+    and metrics.json scores that end on the test split. A metrics.json of `dst eval --unfinished`
+    or of another split (older dst wrote every split there) does not count."""
+    metrics_path, record_path = run_dir / METRICS, run_dir / RUN_RECORD
+    if not (metrics_path.is_file() and record_path.is_file()):
+        return False
+
+    try:
+        metrics = json.loads(metrics_path.read_text())
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # a damaged record: evaluating again rewrites metrics.json
+
+    if metrics.get("split", "test") != "test":
+        return False
+    if "finished" in metrics:
+        return metrics["finished"] is True
+    # Written before metrics.json said so (committed runs hold such files): the scores are of
+    # the end of training when they are of its last epoch.
+    return metrics.get("epoch") == record.get("finished_epoch")
+
+
+def twin_key(rid: str) -> str:
+    """`-s<seed>-<hash>`: what two run ids share when only their rows' labels differ."""
+    return "-" + "-".join(rid.rsplit("-", 2)[1:])
+
+
+def finished_twin(run: PlannedRun) -> Path | None:
+    """A finished run beside `run`'s folder with the same seed and hash under another label."""
+    key = twin_key(run.run_id)
+    found = [other for other in sorted(run.run_dir.parent.glob(f"*{key}"))
+             if other.name != run.run_id and other.is_dir() and run_finished(other)]
+
+    # The run that trained rather than a copy of it, so that reused_from names that run.
+    return min(found, key=lambda other: reused_from(other) is not None, default=None)
+
+
+def reused_from(run_dir: Path) -> str | None:
+    """The run whose records a run folder holds, if it was made by `reuse`."""
+    try:
+        return json.loads((run_dir / SWEEP_FILE).read_text()).get("reused_from")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def can_reuse(run: PlannedRun) -> bool:
+    """A run that has begun training (a checkpoint) continues its own; copying a twin's records
+    over it would leave a checkpoint that does not match them."""
+    return not any(run.run_dir.glob(CHECKPOINTS))
+
+
+def twins(runs: list[PlannedRun]) -> dict[str, str]:
+    """Runs that will not train because an identical one (same seed and hash, another label)
+    has finished or trains first in this sweep: run id -> the id whose records it gets."""
+    pending = [r for r in runs if not (r.row.needs or r.finished)]
+
+    # Runs with a checkpoint train anyway (can_reuse); their twins wait for them.
+    first: dict[str, str] = {}
+    for run in pending:
+        if not can_reuse(run):
+            first.setdefault(twin_key(run.run_id), run.run_id)
+
+    found = {}
+    for run in pending:
+        if not can_reuse(run):
+            continue
+        key = twin_key(run.run_id)
+        source = finished_twin(run)
+        if source is not None:
+            found[run.run_id] = source.name
+        elif key in first:
+            found[run.run_id] = first[key]
+        else:
+            first[key] = run.run_id
+    return found
+
+
+def reuse(run: PlannedRun, sweep: Sweep, source_id: str) -> dict[str, Any]:
+    """Make `run`'s folder from the finished run `source_id` (the same configuration under
+    another label): its records but its checkpoints, and a sweep.json of `run`'s own row."""
+    source = run.run_dir.parent / source_id
+    source_id = reused_from(source) or source_id  # a copy's records are its original's
+    try:
+        shutil.copytree(source, run.run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+            CHECKPOINTS, "*.tmp", SWEEP_FILE, METRICS))
+
+        # config.json names its own folder; the rest of it is what the two runs share.
+        config = json.loads((source / "config.json").read_text())
+        write_json(run.run_dir / "config.json", {**config, "out": str(run.run_dir)})
+        write_json(run.run_dir / SWEEP_FILE, {**task_of(run, sweep)["sweep"],
+                                              "reused_from": source_id})
+
+        # metrics.json last: until it lands, the folder does not count as finished.
+        metrics = json.loads((source / METRICS).read_text())
+        write_json(run.run_dir / METRICS, metrics)
+    except (OSError, json.JSONDecodeError) as e:
+        return {"run_id": run.run_id, "ok": False, "status": "failed", "seconds": 0.0,
+                "error": f"copying the records of the identical run {source} failed: {e}"}
+    return {"run_id": run.run_id, "ok": True, "status": "reused", "error": "",
+            "reused_from": source_id, "average_error": metrics["average_error"],
+            "seconds": 0.0}
 
 
 def slug(text: str) -> str:
@@ -287,7 +403,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
         config = TrainConfig.from_json(task["config"]).validate()
         run_dir = Path(config.out)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / SWEEP_FILE, task["sweep"])
+        record_row(run_dir, task["sweep"])
         with open(run_dir / "sweep.log", "a") as log:
             console = Console(file=log, highlight=False, soft_wrap=True)
             if not (run_dir / RUN_RECORD).is_file():
@@ -299,10 +415,39 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
         return {"run_id": task["run_id"], "ok": True, "error": "",
                 "average_error": result["average_error"],
                 "seconds": round(time.perf_counter() - began, 1)}
+    except Interrupted as e:  # Ctrl-C: the run saved its checkpoint; the sweep stops
+        return {"run_id": task["run_id"], "ok": False, "interrupted": True, "error": str(e),
+                "seconds": round(time.perf_counter() - began, 1)}
     except Exception as e:  # noqa: BLE001 - a failed run is reported; the sweep goes on
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         return {"run_id": task["run_id"], "ok": False, "error": last,
                 "seconds": round(time.perf_counter() - began, 1)}
+
+
+def record_row(run_dir: Path, row: dict[str, Any]) -> None:
+    """Write the sweep row a run serves into its sweep.json. One run can serve rows of several
+    sweeps (Table 7's and Table 8's "Proposed" are one run when their configurations agree):
+    the first row stays at the top level, the others are listed under `also`, and `dst tables`
+    counts the run in each."""
+    path = run_dir / SWEEP_FILE
+    try:
+        current = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        current = None  # a damaged record is written anew
+    if not isinstance(current, dict) or not current.get("sweep"):
+        write_json(path, row)
+        return
+
+    def same(other: dict[str, Any]) -> bool:
+        return (other.get("sweep"), other.get("label")) == (row["sweep"], row["label"])
+
+    also = [a for a in current.get("also", []) if not same(a)]
+    if same(current):
+        updated = {**row, **({"also": also} if also else {})}
+    else:
+        updated = {**current, "also": [*also, row]}
+    if updated != current:  # a finished run's records stay untouched when nothing is new
+        write_json(path, updated)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -351,18 +496,13 @@ class Launcher:
             return []
         if self.kind == "local":
             if self.jobs == 1:
-                return [_told(execute(t), on_result) for t in tasks]
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn: a forked child would inherit torch's threads and locks half-held.
-            with ProcessPoolExecutor(max_workers=self.jobs,
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(execute, t): i for i, t in enumerate(tasks)}
-                results: list[dict[str, Any]] = [{}] * len(tasks)
-                for future in as_completed(futures):
-                    results[futures[future]] = _told(future.result(), on_result)
+                results = []
+                for task in tasks:
+                    results.append(_told(execute(task), on_result))
+                    if results[-1].get("interrupted"):
+                        raise SweepInterrupted()
                 return results
+            return self._run_pool(tasks, on_result)
         import submitit
 
         cluster = "local" if self.kind == "submitit-local" else "slurm"
@@ -382,10 +522,124 @@ class Launcher:
             results.append(_told(result, on_result))
         return results
 
+    def _run_pool(self, tasks: list[dict[str, Any]],
+                  on_result: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+        """The tasks in process pools of `jobs`. A worker that dies (killed for memory, a
+        segfault) breaks its pool, and the pool ends the runs of its other workers too: the
+        runs that had not begun go to a fresh pool, and those that had each run once more
+        alone, so that the one that dies alone is the one reported failed."""
+        results: list[dict[str, Any] | None] = [None] * len(tasks)
+
+        def finish(i: int, result: dict[str, Any]) -> None:
+            results[i] = _told(result, on_result)
+
+        queue, alone = list(range(len(tasks))), []
+        while queue or alone:
+            batch, width = (queue, self.jobs) if queue else ([alone.pop(0)], 1)
+            ended, began, unstarted = _pool_round(tasks, batch, width, finish)
+            if not ended and not began:
+                # The pool broke before any run began (a worker that cannot even start):
+                # another pool would too.
+                for i in unstarted:
+                    finish(i, _lost(tasks[i], "the process pool broke before the run began "
+                                    "(a worker process could not start); try --jobs 1"))
+                unstarted = []
+            if width == 1 or len(began) == 1:
+                for i in began:
+                    finish(i, _lost(tasks[i], WORKER_DIED))
+            else:
+                alone += began
+            if batch is queue:
+                queue = unstarted
+            if any(r is not None and r.get("interrupted") for r in results):
+                raise SweepInterrupted()
+        return [r for r in results if r is not None]
+
+
+WORKER_DIED = ("its worker process died while no other run was in progress (killed, e.g. for "
+               "lack of memory, or crashed); the run folder keeps the checkpoints it wrote: "
+               "run the same command again to resume it")
+
+
+def _pool_round(tasks: list[dict[str, Any]], batch: list[int], width: int,
+                finish: Callable[[int, dict[str, Any]], None]
+                ) -> tuple[list[int], list[int], list[int]]:
+    """Run the tasks `batch` in one pool of `width` spawned processes, `finish`ing each as it
+    ends; returns the tasks that ended, and of those lost to a broken pool (or never given to
+    it), the ones that had begun and the ones that had not. A task is handed to the pool only
+    when a worker is free, so that an interrupted run or a broken pool stops the rest before
+    any of it begins."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ended, broken, pending = [], [], list(batch)
+    with tempfile.TemporaryDirectory(prefix="dst-sweep-") as marks:
+        # spawn: a forked child would inherit torch's threads and locks half-held.
+        with ProcessPoolExecutor(max_workers=min(width, len(batch)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            running: dict[Any, int] = {}
+            stop = False
+            try:
+                while True:
+                    while pending and len(running) < width and not stop:
+                        i = pending.pop(0)
+                        mark = os.path.join(marks, str(i))
+                        running[pool.submit(_in_worker, execute, tasks[i], mark)] = i
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        i = running.pop(future)
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            broken.append(i)
+                            stop = True
+                            continue
+                        except Exception as e:  # noqa: BLE001 - e.g. a result not unpickled
+                            result = _lost(tasks[i], f"{type(e).__name__}: {e}".splitlines()[0])
+                        # Ctrl-C reaches the whole process group: the runs still going stop
+                        # too, and the runs not begun wait for the next command.
+                        stop = stop or bool(result.get("interrupted"))
+                        finish(i, result)
+                        ended.append(i)
+            except KeyboardInterrupt:
+                # Ctrl-C reached this process between runs, or a second time: begin nothing
+                # more; the workers save their checkpoints as they stop.
+                raise SweepInterrupted() from None
+
+        # A worker marks its task before running it; read once every worker has gone.
+        began = [i for i in broken if os.path.exists(os.path.join(marks, str(i)))]
+    unstarted = [i for i in broken if i not in began]
+    if broken:
+        unstarted += pending  # never handed to the broken pool
+    return ended, began, unstarted
+
+
+def _in_worker(run: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any],
+               mark: str) -> dict[str, Any]:
+    Path(mark).touch()
+    return run(task)
+
+
+def _lost(task: dict[str, Any], error: str) -> dict[str, Any]:
+    return {"run_id": task["run_id"], "ok": False, "error": error, "seconds": 0.0}
+
+
+class SweepInterrupted(Interrupted):
+    """Ctrl-C during a sweep: the runs in progress saved their checkpoints, the others wait."""
+
+    def __init__(self) -> None:
+        super().__init__("sweep interrupted; the runs in progress saved their checkpoints. Run "
+                         "the same command again to go on: finished runs are skipped and "
+                         "interrupted ones resume")
+
 
 def _told(result: dict[str, Any], on_result: Callable[[dict[str, Any]], None]
           ) -> dict[str, Any]:
-    result["status"] = "ran" if result["ok"] else "failed"
+    result["status"] = ("interrupted" if result.get("interrupted")
+                        else "ran" if result["ok"] else "failed")
     on_result(result)
     return result
 
@@ -394,16 +648,31 @@ def run_sweep(runs: list[PlannedRun], sweep: Sweep, launcher: Launcher,
               on_result: Callable[[dict[str, Any]], None] = lambda result: None
               ) -> list[dict[str, Any]]:
     """Run what has not finished, the runs others need first; returns one result per run
-    (status done, ran, failed or needs). `on_result` hears of each run as it ends."""
+    (status done, ran, reused, failed or needs). A run identical to another (same seed and
+    hash, another label) is not trained again: it gets a copy of that run's records once that
+    run has finished (see `twins`). `on_result` hears of each run as it ends."""
     results: dict[str, dict[str, Any]] = {}
     for run in runs:
         if run.row.needs:
             results[run.run_id] = {"run_id": run.run_id, "ok": False, "status": "needs",
                                    "error": f"needs {run.row.needs}"}
         elif run.finished:
+            record_row(run.run_dir, task_of(run, sweep)["sweep"])
             results[run.run_id] = {"run_id": run.run_id, "ok": True, "status": "done"}
+    twin_of = twins(runs)
+
+    def copy(run: PlannedRun) -> None:
+        source = twin_of[run.run_id]
+        if run_finished(run.run_dir.parent / source):
+            result = reuse(run, sweep, source)
+        else:
+            result = {"run_id": run.run_id, "ok": False, "status": "failed", "seconds": 0.0,
+                      "error": f"it is identical to run {source}, which did not finish"}
+        results[run.run_id] = result
+        on_result(result)
+
     for wave in (False, True):  # first the runs nobody waits on... then those that wait
-        todo = []
+        todo, copies = [], []
         for run in runs:
             if run.run_id in results or (run.after is not None) != wave:
                 continue
@@ -412,7 +681,14 @@ def run_sweep(runs: list[PlannedRun], sweep: Sweep, launcher: Launcher,
                 results[run.run_id] = {"run_id": run.run_id, "ok": False, "status": "failed",
                                        "error": f"its STL run {run.after} did not finish"}
                 continue
-            todo.append(task_of(run, sweep))
+            if run.run_id not in twin_of:
+                todo.append(task_of(run, sweep))
+            elif run_finished(run.run_dir.parent / twin_of[run.run_id]):
+                copy(run)  # from a run that finished before this sweep began
+            else:
+                copies.append(run)  # after the run of this wave it is identical to
         for result in launcher.run_all(todo, on_result):
             results[result["run_id"]] = result
+        for run in copies:
+            copy(run)
     return [results[r.run_id] for r in runs]

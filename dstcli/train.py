@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -41,7 +42,7 @@ from dstcli.apps.base import TaskSpec
 from dstcli.config import TrainConfig, parse_branch
 from dstcli.data.shards import PreparedData, ShardDataset, open_prepared
 from dstcli.distributed import World
-from dstcli.errors import ConfigError, DstError
+from dstcli.errors import ConfigError, DstError, Interrupted
 from dstcli.models.builders import MODELS
 from dstcli.models.multitask import TaskRequest
 from dstcli.models.presets import get_preset
@@ -54,11 +55,27 @@ CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 RUN_RECORD = "run.json"  # written when training has finished
 CHECKPOINT_VERSION = 1
-BASE_COLUMNS = ("epoch", "phase", "task", "V", "labelled", "measured_on", "seconds")
+# train_error: the task's error (%) on the samples it was computed on during the epoch, in
+# training mode; Adaptive Scheduling compares it with the same figure of an STL run.
+BASE_COLUMNS = ("epoch", "phase", "task", "V", "labelled", "measured_on", "seconds",
+                "train_error")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class NonFiniteLoss(DstError):
+class NonFinite(DstError):
+    """A NaN or Inf in a loss, a gradient or the weights: the run stops, and the last good
+    checkpoint (none is ever written with non-finite weights) is kept."""
+
+
+class NonFiniteLoss(NonFinite):
+    pass
+
+
+class NonFiniteGradient(NonFinite):
+    pass
+
+
+class NonFiniteWeights(NonFinite):
     pass
 
 
@@ -287,7 +304,10 @@ def _rng_state() -> dict[str, Any]:
 def save_checkpoint(run: Run, run_dir: Path, epoch: int,
                     in_epoch: EpochProgress | None = None) -> None:
     """Write `checkpoint.pt` atomically; `epoch` is the last complete epoch, `in_epoch` how far
-    the next one got (mid-epoch checkpoints). The previous file survives a failed write."""
+    the next one got (mid-epoch checkpoints). The previous file survives a failed write.
+    Non-finite weights are never written: the checkpoint already there stays the good one."""
+    check_finite_weights(run, run_dir, epoch, in_epoch)
+
     state = {
         "checkpoint_version": CHECKPOINT_VERSION,
         "epoch": epoch,
@@ -425,8 +445,8 @@ class EpochProgress:
     metrics: dict[str, dict[str, Any]]
 
 
-class TrainingInterrupted(DstError):
-    exit_code = 130
+class TrainingInterrupted(Interrupted):
+    """Ctrl-C during training; the checkpoint is saved."""
 
 
 class _InterruptFlag:
@@ -537,7 +557,7 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                     # averaged over processes afterwards, this is the one-process gradient.
                     losses[name] = per_sample.sum() * (world.size / labelled[name])
             if not world.active:  # across processes: checked on the summed losses below
-                check_finite(sums, epoch, step)
+                check_finite(sums, f"at epoch {epoch}, step {step}")
 
             if not measuring:
                 def reevaluate(images=images, requests=requests, targets=targets):
@@ -562,6 +582,11 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                 if penalty is not None:
                     ctx.scale_loss(penalty).backward()
                 distributed.average_gradients(world, params, device)
+                # A finite loss can still give a NaN or Inf gradient, which Adam would spread
+                # into every weight it touches. fp16 is left to its scaler: overflowing
+                # gradients are expected there, and it skips those steps itself.
+                if run.scaler is None and not gradients_finite(params):
+                    stop_on_gradients(run, sums, counts, epoch, step)
                 if run.scaler is not None:
                     # Unscales, skips the step if a gradient overflowed (the same on every
                     # process: the gradients were averaged first), then adapts the scale.
@@ -577,6 +602,11 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
                                       {t: m.state_dict() for t, m in metrics.items()}))
 
     sum_over_processes(world, sums, counts, device)
+    if world.active:
+        # Each process held only its share's sums during the steps: only now can every process
+        # see (and stop on) a non-finite loss together.
+        check_finite(sums, f"during epoch {epoch} (the step is not known under torchrun: the "
+                           "check runs at the epoch's end)")
     probed: tuple[str, ...] = ()
     if probe:
         probed = tuple(t for t in tasks if counts[t] == 0)
@@ -585,13 +615,19 @@ def run_epoch(run: Run, dataset: ShardDataset, epoch: int, console: Console,
             probe_counts = dict.fromkeys(tasks, 0)
             probe_losses(run, dataset, probed, probe_sums, probe_counts)
             sum_over_processes(world, probe_sums, probe_counts, device)
+            # In every process count, as in the steps: a non-finite V would otherwise reach the
+            # scheduler looking like a missing one (NaN).
+            check_finite({t: probe_sums[t] for t in probed},
+                         f"at epoch {epoch}, in the probe pass after its last step (the dropped "
+                         "tasks' losses on the probe subset)")
             for t in probed:
                 sums[t] += probe_sums[t]
                 counts[t] += probe_counts[t]
     if world.active:
-        check_finite(sums, epoch, len(batches) - 1)
         merge_metrics(world, metrics)
         distributed.average_buffers(world, model)
+    # Every sum was checked finite above, so a NaN V means one thing only: no labelled sample
+    # of the task was measured (the "missing" loss DST carries forward).
     means = {t: (float(sums[t]) / counts[t] if counts[t] else float("nan")) for t in tasks}
     measured = {t: m.result() for t, m in metrics.items() if m.total}
     return EpochResult(means, counts, measured, len(batches), probed)
@@ -678,16 +714,72 @@ def regularization(model: torch.nn.Module) -> torch.Tensor | None:
     return penalty() if penalty is not None else None
 
 
-def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-    """Stop at the first non-finite loss, naming the task, the epoch and the step."""
+def check_finite(sums: dict[str, torch.Tensor], where: str) -> None:
+    """Stop at the first non-finite loss, naming the task and `where` (the epoch and the step,
+    or the pass). One host sync."""
     stacked = torch.stack(list(sums.values()))
     if bool(torch.isfinite(stacked).all()):
         return
+
     bad = [t for t, s in sums.items() if not torch.isfinite(s)]
     raise NonFiniteLoss(
-        f"the loss of task {bad[0]} became {float(sums[bad[0]])} at epoch {epoch}, step {step}"
+        f"the loss of task {bad[0]} became {float(sums[bad[0]])} {where}"
         + (f" (also: {', '.join(bad[1:])})" if len(bad) > 1 else "")
         + "; the last good checkpoint is kept. Lower --lr, or check that task's labels"
+    )
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite: one fused max-abs over the list (a
+    value per tensor) and one host sync. (The max, unlike a 2-norm, cannot overflow on large
+    finite values, and it propagates NaN.)"""
+    if not tensors:
+        return True
+    with torch.no_grad():
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, math.inf))).all())
+
+
+def gradients_finite(params: list[torch.nn.Parameter]) -> bool:
+    return all_finite([p.grad for p in params if p.grad is not None])
+
+
+def stop_on_gradients(run: Run, sums: dict[str, torch.Tensor], counts: dict[str, int],
+                      epoch: int, step: int) -> None:
+    """Raise for a non-finite gradient at this step, before the optimizer applies it.
+
+    Under torchrun every process sees the same averaged gradients and so gets here at the same
+    step: the losses summed over the processes then say whether a task's loss went bad first
+    (each process alone holds only its share), and that task is named instead."""
+    if run.world.active:
+        summed = dict(sums)
+        sum_over_processes(run.world, summed, dict(counts), run.device)
+        check_finite(summed, f"at epoch {epoch}, step {step}")
+
+    names = {id(p): n for n, p in run.model.named_parameters()}
+    bad = next(p for group in run.optimizer.param_groups for p in group["params"]
+               if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
+    raise NonFiniteGradient(
+        f"a gradient became non-finite (NaN or Inf) at epoch {epoch}, step {step} (first: "
+        f"{names.get(id(bad), 'a parameter of the method')}), while every task's loss was "
+        "finite: the step was not applied and the last good checkpoint is kept. The labels are "
+        "not at fault; lower --lr, or look for an operation whose gradient overflows"
+    )
+
+
+def check_finite_weights(run: Run, run_dir: Path, epoch: int,
+                         in_epoch: EpochProgress | None) -> None:
+    """Refuse to checkpoint NaN or Inf weights (the model's parameters and buffers, and a
+    method's own parameters in the optimizer)."""
+    tensors = [v for v in run.model.state_dict().values() if v.is_floating_point()]
+    tensors += [p for group in run.optimizer.param_groups for p in group["params"]]
+    if all_finite(tensors):
+        return
+
+    when = (f"after {in_epoch.step} steps of epoch {in_epoch.epoch}" if in_epoch is not None
+            else f"at the end of epoch {epoch}")
+    raise NonFiniteWeights(
+        f"the weights hold NaN or Inf {when}: that state is not checkpointed, and the last good "
+        f"checkpoint in {run_dir} is kept. Resume from it with a lower --lr"
     )
 
 
@@ -804,6 +896,7 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
                              "V": result.losses[t], "labelled": result.counts[t],
                              "seconds": round(seconds, 3),
                              "measured_on": "probe" if t in result.probed else "epoch",
+                             "train_error": result.metrics.get(t, {}).get("error", ""),
                              **extra.get(t, {})} for t in names])
                 save_checkpoint(run, run_dir, epoch)
             console.print(line(epoch, phase, seconds, result.losses, on, len(names)))

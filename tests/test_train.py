@@ -216,3 +216,28 @@ def test_cli_eval_names_an_unfinished_run_and_scores_it_on_request(omniglot_tiny
     assert scored.exit_code == 0, scored.output
     assert "training had not finished" in scored.output
     assert json.loads((cut / "metrics.json").read_text())["finished"] is False
+
+
+def test_stl_training_errors_feed_adaptive_and_train_scores_keep_the_test_file(
+        omniglot_tiny, tmp_path):
+    """epochs.csv logs each task's training error; an stl run folder is Adaptive's reference;
+    scoring on the training split writes metrics-train.json beside the test metrics.json."""
+    from dstcli.schedulers.specs.weighting import read_stl_errors
+
+    run = train(tiny_config(omniglot_tiny, tmp_path / "stl", scheduler="stl", epochs=2),
+                progress=False)
+    rows = [r for r in epoch_rows(run) if r["phase"] == "train"]
+    assert rows and all(0 <= float(r["train_error"]) <= 100 for r in rows)
+    lowest = {t: min(float(r["train_error"]) for r in rows if r["task"] == t)
+              for t in {r["task"] for r in rows}}
+    assert len(rows) > len(lowest)  # several training epochs: the lowest is taken
+    assert read_stl_errors(run) == lowest
+
+    tested = evaluate(run)
+    trained = evaluate(run, split="train")
+    assert json.loads((run / "metrics.json").read_text())["split"] == "test"
+    assert json.loads((run / "metrics-train.json").read_text())["split"] == "train"
+    assert (run / "metrics-train.csv").is_file()
+    assert tested["tasks"] != trained["tasks"]
+    with pytest.raises(DstError, match="test-set scores"):
+        read_stl_errors(run / "metrics.json")

@@ -47,7 +47,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train and evaluate a sweep's rows over seeds; finished runs are skipped."""
         from dstcli.errors import ConfigError, DstError
-        from dstcli.sweep import Launcher, find_sweep, load_sweep, plan, plan_problems, run_sweep
+        from dstcli.sweep import (
+            Launcher,
+            find_sweep,
+            load_sweep,
+            plan,
+            plan_problems,
+            run_sweep,
+            twins,
+        )
 
         sweep = load_sweep(find_sweep(sweep_name))
         if all_schedulers:
@@ -74,7 +82,7 @@ def register(app: typer.Typer) -> None:
         runs = plan(sweep, app_name, data_path, seeds, out_dir.resolve(), values)
 
         if dry_run:
-            _list(runs)
+            _list(runs, twins(runs))
             blocked = [r for r in runs if r.row.needs]
             for run in blocked:
                 err.print(f"[bold red]error:[/] row {run.row.label!r} needs {run.row.needs}")
@@ -84,15 +92,20 @@ def register(app: typer.Typer) -> None:
         found = plan_problems(runs, sweep)
         if found:
             raise ConfigError(found)
-        todo = sum(not (r.finished or r.row.needs) for r in runs)
-        err.print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - todo} finished or "
-                  f"blocked, {todo} to run on {launcher} ({jobs} at a time)")
+        copies = len(twins(runs))
+        todo = sum(not (r.finished or r.row.needs) for r in runs) - copies
+        err.print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - todo - copies} finished "
+                  f"or blocked, {copies} to copy from identical runs, {todo} to run on "
+                  f"{launcher} ({jobs} at a time)")
         began = time.perf_counter()
         labels = {r.run_id: f"{r.row.label}, seed {r.seed}" for r in runs}
 
         def report(result: dict) -> None:
             shown = f"{result['status']:<6} {result['run_id']}  ({labels[result['run_id']]})"
-            if result["ok"]:
+            if result["status"] == "reused":
+                shown += (f"  average error {result['average_error']:.2f}, the records of "
+                          f"{result['reused_from']} (the same configuration)")
+            elif result["ok"]:
                 shown += (f"  average error {result['average_error']:.2f}, "
                           f"{result['seconds'] / 60:.1f} min")
             else:
@@ -103,6 +116,7 @@ def register(app: typer.Typer) -> None:
         ran = [x for x in results if x["status"] in ("ran", "failed") and "seconds" in x]
         out.print(f"sweep {sweep.name}: {sum(x['status'] == 'ran' for x in results)} ran, "
                   f"{sum(x['status'] == 'done' for x in results)} already done, "
+                  f"{sum(x['status'] == 'reused' for x in results)} reused, "
                   f"{len(results) - sum(x['ok'] for x in results)} failed or blocked; "
                   f"{(time.perf_counter() - began) / 60:.1f} min of wall time, "
                   f"{sum(x['seconds'] for x in ran) / 60:.1f} min of run time")
@@ -115,13 +129,17 @@ def register(app: typer.Typer) -> None:
                            "others are done. Fix the cause and run the same command again.")
 
 
-def _list(runs) -> None:
-    """One tab-separated line per run, so that the plan can be read and grepped."""
+def _list(runs, twin_of: dict[str, str]) -> None:
+    """One tab-separated line per run, so that the plan can be read and grepped; `twin_of`
+    names the run whose records a run will copy (sweep.twins)."""
     # typer.echo, not rich: rich would expand the tabs.
-    typer.echo("\t".join(("label", "scheduler", "options", "seed", "id", "status")))
+    typer.echo("\t".join(("label", "scheduler", "options", "config", "seed", "id", "status")))
     for run in runs:
         status = "needs" if run.row.needs else "done" if run.finished else (
+            f"reused {twin_of[run.run_id]}" if run.run_id in twin_of else
             f"after {run.after}" if run.after else "to run")
-        options = json.dumps(run.row.options, ensure_ascii=False) if run.row.options else "{}"
-        typer.echo("\t".join((run.row.label, run.row.scheduler, options, str(run.seed),
-                              run.run_id, status)))
+        # The row's own settings: two rows may differ only by them (Table 7's moved head).
+        options, config = (json.dumps(values, ensure_ascii=False) if values else "{}"
+                           for values in (run.row.options, run.row.config))
+        typer.echo("\t".join((run.row.label, run.row.scheduler, options, config,
+                              str(run.seed), run.run_id, status)))

@@ -1,4 +1,5 @@
-"""`dst eval RUN_DIR`: test metrics of a trained run, into metrics.json and metrics.csv."""
+"""`dst eval RUN_DIR`: a trained run's metrics, into metrics.json and metrics.csv (test split)
+or metrics-<split>.json and .csv (another split)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def evaluate(
         run_dir: Path = typer.Argument(..., help="A run folder made by dst train."),
-        split: str = typer.Option("test", help="Split to evaluate: test or train."),
+        split: str = typer.Option("test", help="Split to evaluate: test (into metrics.json) "
+                                  "or train (into metrics-train.json)."),
         device: str | None = typer.Option(None, help="Override the run's --device."),
         unfinished: bool = typer.Option(False, "--unfinished", help="Score the last "
                                         "checkpoint of a run that has not finished training "
@@ -47,4 +49,6 @@ def register(app: typer.Typer) -> None:
         if not result["finished"]:
             out.print(f"note: training had not finished; scored the checkpoint of epoch "
                       f"{result['epoch']}")
-        out.print(f"wrote {Path(run_dir) / 'metrics.json'} and metrics.csv")
+        from dstcli.records import metrics_file
+
+        out.print(f"wrote {Path(run_dir) / metrics_file(split)} and {metrics_file(split, '.csv')}")

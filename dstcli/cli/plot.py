@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from dstcli.cli.common import out, user_errors
+from dstcli.report.plots import FORMATS
 
 
 def register(app: typer.Typer) -> None:
@@ -17,8 +18,8 @@ def register(app: typer.Typer) -> None:
         runs: list[Path] = typer.Argument(..., help="A run folder; several with --compare."),
         out_path: Path | None = typer.Option(None, "--out", help="File to write, without or "
                                              "with a suffix; default: RUN_DIR/schedule."),
-        formats: list[str] = typer.Option(["png"], "--format", help="png, svg or pdf; "
-                                          "repeat for several."),
+        formats: list[str] = typer.Option(list(FORMATS), "--format", help="png, svg or "
+                                          "pdf; repeat for several (default: png and svg)."),
         compare: bool = typer.Option(False, "--compare", help="Overlay the training losses of "
                                      "several runs, one panel per task."),
     ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dstcli.cli.common import out, user_errors
+from dstcli.cli.common import err, out, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -19,11 +19,15 @@ def register(app: typer.Typer) -> None:
                                      "tableN.md and runs-long.csv."),
     ) -> None:
         """Write table3.csv .. table8.csv (as far as the runs allow) and a long CSV."""
+        from rich.markup import escape
+
         from dstcli.report.tables import write_tables
 
-        skipped: list[Path] = []
-        for path in write_tables(runs_dir, out_dir, skipped):
+        skipped: list[tuple[Path, str]] = []
+        notes: list[str] = []
+        for path in write_tables(runs_dir, out_dir, skipped, notes):
             out.print(f"wrote {path}")
-        for folder in skipped:
-            out.print(f"left out {folder}: scored before its training finished "
-                      "(dst eval --unfinished)")
+        for folder, why in skipped:
+            out.print(escape(f"left out {folder}: {why}"))
+        for note in notes:
+            err.print(f"[yellow]warning:[/] {escape(note)}")

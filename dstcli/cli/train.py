@@ -6,7 +6,6 @@ a method added to `dstcli/schedulers/specs/` appears here with its options and h
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from enum import Enum
 from pathlib import Path
@@ -25,7 +24,8 @@ FIXED = ("app", "scheduler", "data", "out", "preset", "epochs", "seed", "batch_s
 
 
 def scheduler_flags() -> dict[str, dict[str, Any]]:
-    """Every scheduler option as one flag: {field: {help, methods}} across the registry."""
+    """Every scheduler option as one flag across the registry: {field: {help, helps, methods}},
+    with `helps` {method: its help text} and `methods` {method: its default}."""
     from dstcli.schedulers import SCHEDULERS
 
     flags: dict[str, dict[str, Any]] = {}
@@ -33,9 +33,27 @@ def scheduler_flags() -> dict[str, dict[str, Any]]:
         for f in SCHEDULERS.get(name).options.option_fields():
             if f.name in FIXED:
                 raise RuntimeError(f"scheduler {name}: option {f.name} clashes with a dst flag")
-            entry = flags.setdefault(f.name, {"help": f.metadata.get("help", ""), "methods": {}})
+            entry = flags.setdefault(f.name, {"helps": {}, "methods": {}})
+            entry["helps"][name] = f.metadata.get("help", "")
             entry["methods"][name] = f.default
+
+    for entry in flags.values():
+        entry["help"] = shared_help(entry["helps"])
     return flags
+
+
+def shared_help(helps: dict[str, str]) -> str:
+    """One help text for a flag from each method's own ({method: text}): the text once when
+    they agree, else every text prefixed with the methods it is for ("adaptive: ...;
+    early-stop: ..."), since the methods may want different things under the same name."""
+    methods_of: dict[str, list[str]] = {}
+    for method, text in helps.items():
+        methods_of.setdefault(text, []).append(method)
+
+    if len(methods_of) == 1:
+        return next(iter(methods_of))
+    return "; ".join(f"{', '.join(methods)}: {text.rstrip('.')}"
+                     for text, methods in methods_of.items()) + "."
 
 
 def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
@@ -155,10 +173,16 @@ def run_training(given: dict[str, Any]) -> Path:
         if differs:
             raise ConfigError([f"{d}; a resumed run keeps its saved configuration, start a "
                                "new run (--out) to change it" for d in differs])
+        try:
+            config.validate()
+        except ConfigError as e:
+            # The values come from the run folder, not the command line: say where to fix them.
+            raise ConfigError([f"{p} (saved in {Path(resume) / 'config.json'})"
+                               for p in e.problems]) from None
     else:
         config = _new_config(given, scheduler_given)
+        config.validate()
 
-    config.validate()
     from dstcli.train import train
 
     train(config, resume=resume is not None, console=err)
@@ -191,6 +215,8 @@ def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
         + (f" (its options: {', '.join('--' + o.replace('_', '-') for o in sorted(own))})"
            if own else " (it has none)") for k in sorted(set(scheduler_given) - own)
     ]
+    problems += _variant_contradictions(scheduler, entry, variant, scheduler_given)
+
     try:
         options = entry.options.parse({**{k: str(v) for k, v in variant.items()},
                                        **{k: v for k, v in scheduler_given.items() if k in own}})
@@ -210,6 +236,26 @@ def _new_config(given: dict[str, Any], scheduler_given: dict[str, str]) -> Any:
     return config
 
 
+def _variant_contradictions(scheduler: str, entry: Any, variant: dict[str, Any],
+                            scheduler_given: dict[str, str]) -> list[str]:
+    """A flag that changes a value the named variant sets: config.json would name a variant
+    the run does not follow. Repeating the variant's own value is fine."""
+    found = []
+    for key, value in sorted(variant.items()):
+        if key not in scheduler_given:
+            continue
+        try:
+            typed = entry.options.convert({key: scheduler_given[key]})[key]
+        except ConfigError:
+            continue  # parsing the options names this flag and what it expects
+        if typed != value:
+            flag = f"--{key.replace('_', '-')}"
+            found.append(f"{flag} {scheduler_given[key]} contradicts --scheduler {scheduler}, "
+                         f"which sets {key} to {_shown(value)}: drop {flag}, or use "
+                         f"--scheduler {entry.name} {flag} {scheduler_given[key]}")
+    return found
+
+
 def _differences(config: Any, given: dict[str, Any], scheduler_given: dict[str, str]
                  ) -> list[str]:
     saved = config.to_json()
@@ -221,13 +267,19 @@ def _differences(config: Any, given: dict[str, Any], scheduler_given: dict[str, 
             found.append(f"--{key.replace('_', '-')} {value} differs from the saved "
                          f"{saved[key]!r}")
     options = saved.get("scheduler_options") or {}
-    if scheduler_given:
-        parsed = dataclasses.asdict(type(config.scheduler_options).parse(scheduler_given))
-        for key in scheduler_given:
-            if key not in options:
-                found.append(f"--{key.replace('_', '-')} is not an option of this run's "
-                             f"scheduler {config.scheduler}")
-            elif parsed[key] != config.scheduler_options.__getattribute__(key):
-                found.append(f"--{key.replace('_', '-')} {scheduler_given[key]} differs from "
-                             f"the saved {options[key]!r}")
+    found += [f"--{key.replace('_', '-')} is not an option of this run's scheduler "
+              f"{config.scheduler}" for key in scheduler_given if key not in options]
+
+    # Each flag given is converted alone and compared with its saved value: the flags given
+    # are only part of the options, so checking them as a set would miss the saved ones
+    # (e.g. report a required --stl-results as missing).
+    for key in [k for k in scheduler_given if k in options]:
+        try:
+            value = type(config.scheduler_options).convert({key: scheduler_given[key]})[key]
+        except ConfigError as e:
+            found += e.problems
+            continue
+        if value != getattr(config.scheduler_options, key):
+            found.append(f"--{key.replace('_', '-')} {scheduler_given[key]} differs from the "
+                         f"saved {options[key]!r}")
     return found

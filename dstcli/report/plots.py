@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dstcli.errors import DstError
 
+FORMATS = ("png", "svg")  # what a plot is written as unless told: for viewing, and to scale
+
 
 def read_epochs(run_dir: Path):
     """epochs.csv as a DataFrame, with a clear error when it is missing."""
@@ -21,7 +23,7 @@ def read_epochs(run_dir: Path):
     return pd.read_csv(path)
 
 
-def plot_schedule(run_dir: Path, out: Path | None = None, formats: tuple[str, ...] = ("png",)
+def plot_schedule(run_dir: Path, out: Path | None = None, formats: tuple[str, ...] = FORMATS
                   ) -> list[Path]:
     """Draw loss, activation probability and gates per task; returns the files written."""
     import matplotlib
@@ -65,7 +67,7 @@ def plot_schedule(run_dir: Path, out: Path | None = None, formats: tuple[str, ..
     return written
 
 
-def plot_compare(run_dirs: list[Path], out: Path, formats: tuple[str, ...] = ("png",)
+def plot_compare(run_dirs: list[Path], out: Path, formats: tuple[str, ...] = FORMATS
                  ) -> list[Path]:
     """Overlay several runs' training losses V, one panel per task; returns the files."""
     import matplotlib

@@ -6,9 +6,11 @@ a task further behind its STL error gets a larger share of the gradient:
     rho_t = b_t / s_t  (errors: rho_t < 1 means worse than STL)
     w_t   = K max(rho_t, eps)^(-beta) / sum_j max(rho_j, eps)^(-beta)
 
-with `s_t` the task's training-set error of the epoch just finished (the paper derives every
-method's figures from the training set). The weights are uniform in the first training epoch and
-updated after each one. The loss is `sum_t w_t L_t`, one backward.
+with `s_t` the task's training-set error of the epoch just finished and `b_t` the STL run's
+lowest training-set error over its epochs, measured the same way (the paper derives every
+method's figures from the training set; test scores are refused, see read_stl_errors). The
+weights are uniform in the first training epoch and updated after each one. The loss is
+`sum_t w_t L_t`, one backward.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class AdaptiveScheduling(Scheduler):
     def __init__(self, options: AdaptiveOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)
         if options.stl_results is None:
-            raise ConfigError(["--stl-results is required by adaptive: pass the metrics.json "
-                               "or run folder of an evaluated stl run"])
+            raise ConfigError(["--stl-results is required by adaptive: pass the run folder "
+                               "of an stl run"])
         path = Path(options.stl_results)
         try:
             self.stl_errors = read_stl_errors(path)

@@ -14,6 +14,7 @@ gates, and a resumed run draws exactly the gates the uninterrupted one drew.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,10 +53,12 @@ class GatedScheduler(Scheduler):
 
     `gates(epoch)` for training epoch `epoch` uses P of the epoch before (`gates(2)` is G[1]).
     With `--gate-every step`, every step draws afresh from that same P, and `gates(epoch)`
-    (the console's count and the logged G) reports the draw of the epoch's first step.
+    (the console's count and the logged G) reports the draw of the epoch's first step; the
+    log's `forced_steps` counts every step in which the all-dropped rule fired.
     """
 
-    log_columns: ClassVar[tuple[str, ...]] = ("P", "G", "w", "forced", "trained_steps")
+    log_columns: ClassVar[tuple[str, ...]] = ("P", "G", "w", "forced", "trained_steps",
+                                              "forced_steps")
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)
@@ -63,8 +66,10 @@ class GatedScheduler(Scheduler):
         self.gate_every = options.gate_every
         # Row k-1 is P[k, :], computed at the end of epoch k.
         self.probabilities: list[np.ndarray] = []
-        # Gates each step of the epoch in progress trained with, for the log's trained_steps.
-        self._used: dict[int, dict[int, np.ndarray]] = {}
+        # Each step of the epoch in progress: the gates it trained with and the task the
+        # all-dropped rule switched on (None when it did not fire), for the log's trained_steps
+        # and forced_steps. Checkpointed, so that a mid-epoch resume counts the steps before it.
+        self._used: dict[int, dict[int, tuple[np.ndarray, int | None]]] = {}
 
     def activation(self, epoch: int, losses: dict[str, float]
                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -91,8 +96,8 @@ class GatedScheduler(Scheduler):
         return {t: bool(g) for t, g in zip(self.names, on, strict=True)}
 
     def step_gates(self, epoch: int, step: int) -> dict[str, bool]:
-        on, _ = self._draw(epoch, None if self.gate_every == "epoch" else step)
-        self._used.setdefault(epoch, {})[step] = on
+        on, forced = self._draw(epoch, None if self.gate_every == "epoch" else step)
+        self._used.setdefault(epoch, {})[step] = (on, forced)
         return {t: bool(g) for t, g in zip(self.names, on, strict=True)}
 
     # -- the epoch's end -------------------------------------------------------------------
@@ -106,6 +111,13 @@ class GatedScheduler(Scheduler):
         missing = [t for t in self.names if t not in losses]
         if missing:
             raise RuntimeError(f"end_epoch({epoch}) got no loss for task(s) {missing}")
+        # NaN means "no labelled sample measured" (carried forward); an infinite V is a loss
+        # that blew up, which the trainer stops on before it gets here.
+        infinite = [t for t in self.names if math.isinf(losses[t])]
+        if infinite:
+            raise DstError(f"the loss V of task {infinite[0]} is {losses[infinite[0]]} after "
+                           f"epoch {epoch}: a non-finite loss is not a missing one (NaN, no "
+                           "labelled sample measured). Lower --lr, or check that task's labels")
 
         if epoch == 1:
             self.initial_losses = dict(losses)
@@ -117,32 +129,44 @@ class GatedScheduler(Scheduler):
         on, forced = self._gate_draw(epoch + 1)
         used = list(self._used.pop(epoch, {}).values())
         self._used.clear()
-        trained_steps = np.sum(used, axis=0) if used else np.zeros(len(self.names), dtype=int)
+        trained_steps = np.zeros(len(self.names), dtype=int)
+        forced_steps = np.zeros(len(self.names), dtype=int)
+        for step_on, step_forced in used:
+            trained_steps += step_on
+            if step_forced is not None:
+                forced_steps[step_forced] += 1
 
         rows: dict[str, dict[str, Any]] = {}
         for i, t in enumerate(self.names):
             rows[t] = {name: float(values[i]) for name, values in columns.items()}
             rows[t].update(P=float(P[i]), G=int(on[i]), w=self.weights[t],
-                           forced=int(forced == i), trained_steps=int(trained_steps[i]))
+                           forced=int(forced == i), trained_steps=int(trained_steps[i]),
+                           forced_steps=int(forced_steps[i]))
         return rows
 
     # -- resume ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        # The gates are a function of (seed, epoch, P), so P is all a resumed run needs.
-        return {**super().state_dict(), "probabilities": [p.tolist() for p in self.probabilities]}
+        # The gates are a function of (seed, epoch, P); the steps already taken in the epoch
+        # in progress (a mid-epoch checkpoint) are what its log counts, so they go too.
+        used = [[epoch, step, on.tolist(), forced]
+                for epoch, steps in self._used.items() for step, (on, forced) in steps.items()]
+        return {**super().state_dict(), "probabilities": [p.tolist() for p in self.probabilities],
+                "used": used}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.probabilities = [np.asarray(p, dtype=np.float64) for p in state["probabilities"]]
         self._used.clear()
+        for epoch, step, on, forced in state.get("used", []):  # absent before forced_steps
+            self._used.setdefault(epoch, {})[step] = (np.asarray(on, dtype=bool), forced)
 
 
 class DSTScheduler(GatedScheduler):
     """Dropped Scheduled Task: P from depth, labelled count, incompleteness and stagnation."""
 
     log_columns: ClassVar[tuple[str, ...]] = ("P_d", "P_c", "P_u", "P_r", "P", "G", "w",
-                                              "forced", "trained_steps")
+                                              "forced", "trained_steps", "forced_steps")
 
     def __init__(self, options: SchedulerOptions, tasks: list[TaskInfo], seed: int):
         super().__init__(options, tasks, seed)

@@ -33,11 +33,14 @@ def top1_accuracy(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) ->
 
 
 def landmark_pck(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
-    """The share of visible landmarks within 5% of the face-box width (PCK at 0.05)."""
+    """The share of visible landmarks within 5% of the face-box width (PCK at 0.05); NaN when
+    no landmark of the batch is visible (no evidence either way)."""
     visible = target[..., 2] > 0  # (n, L)
+    if not bool(visible.any()):
+        return math.nan
     distance = torch.linalg.vector_norm(output.float() - target[..., :2].float(), dim=-1)
     hits = (distance / task.scale < 0.05) & visible
-    return float(hits.sum()) / max(1, int(visible.sum()))
+    return float(hits.sum()) / int(visible.sum())
 
 
 def pose_within(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> float:
@@ -104,6 +107,10 @@ class DTP(StepWeighting):
         self.kpi: dict[str, float] = {}  # the moving average, unclipped
 
     def update_kpi(self, task: str, value: float) -> float:
+        """The task's moving-average KPI after `value`; a NaN value (a batch that says nothing
+        of the task) leaves the average as it was."""
+        if math.isnan(value):
+            return self.kpi.get(task, math.nan)
         a = self.options.kpi_ema
         self.kpi[task] = value if task not in self.kpi else a * value + (1 - a) * self.kpi[task]
         return self.kpi[task]
@@ -113,7 +120,10 @@ class DTP(StepWeighting):
         weights = {}
         for t in present:
             value = self.kpis[t](ctx.tasks[t], ctx.outputs[t].detach(), ctx.targets[t])
-            weights[t] = focal_weight(self.update_kpi(t, value), self.options.gamma)
+            kpi = self.update_kpi(t, value)
+            # No KPI yet (the task's first batches showed nothing measurable): weight 1, the
+            # equal-weight baseline, rather than the largest focal weight a KPI of 0 would give.
+            weights[t] = 1.0 if math.isnan(kpi) else focal_weight(kpi, self.options.gamma)
         return weights
 
     def end_epoch(self, epoch: int, losses: dict[str, float],

@@ -27,19 +27,52 @@ def flag_name(field_name: str) -> str:
 
 @dataclass(frozen=True)
 class SchedulerOptions:
-    """Base of every method's options. Subclasses add fields made with `opt(...)`."""
+    """Base of every method's options. Subclasses add fields made with `opt(...)` and their
+    own value checks in `checks()`.
+
+    A field typed `Literal[...]` (or `Literal[...] | None`) has a fixed set of choices, which
+    `problems()` checks for every method: parsing flags checks a choice already, but a
+    hand-edited config.json or direct construction do not.
+    """
+
+    def checks(self) -> list[str]:
+        """The method's own checks of its values, each naming its flag (choices aside)."""
+        return []
 
     def problems(self) -> list[str]:
         """What is wrong with these values, each naming its flag; empty when valid."""
-        return []
+        found = self.choice_problems()
+        return found + [p for p in self.checks() if p not in found]
+
+    @classmethod
+    def choices(cls) -> dict[str, tuple[Any, ...]]:
+        """{field: its allowed values} for every field with a fixed set of choices."""
+        found = {}
+        for name, hint in typing.get_type_hints(cls).items():
+            allowed = _choices(hint)
+            if allowed:
+                found[name] = allowed
+        return found
+
+    def choice_problems(self) -> list[str]:
+        """One problem per field whose value is not one of its choices."""
+        found = []
+        for name, allowed in self.choices().items():
+            value = getattr(self, name)
+            if value not in allowed:
+                shown = ", ".join(str(c) for c in allowed if c is not None)
+                found.append(f"{flag_name(name)} {value!r}: choose one of {shown}")
+        return found
 
     @classmethod
     def option_fields(cls) -> list[dataclasses.Field]:
         return list(dataclasses.fields(cls))
 
     @classmethod
-    def parse(cls, given: dict[str, str]) -> SchedulerOptions:
-        """Build from flag strings ({field: text}); raise ConfigError with every problem."""
+    def convert(cls, given: dict[str, str]) -> dict[str, Any]:
+        """Flag strings ({field: text}) as typed values, checked for their type only (a
+        resumed run compares a few flags with its saved values, which `problems()` of those
+        few alone would not see); raise ConfigError naming each flag that does not convert."""
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         problems: list[str] = []
@@ -52,9 +85,15 @@ class SchedulerOptions:
                 problems.append(f"{flag_name(f.name)} {given[f.name]!r}: {e}")
         if problems:
             raise ConfigError(problems)
-        options = cls(**values)
-        if options.problems():
-            raise ConfigError(options.problems())
+        return values
+
+    @classmethod
+    def parse(cls, given: dict[str, str]) -> SchedulerOptions:
+        """Build from flag strings ({field: text}); raise ConfigError with every problem."""
+        options = cls(**cls.convert(given))
+        problems = options.problems()
+        if problems:
+            raise ConfigError(problems)
         return options
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +106,19 @@ class SchedulerOptions:
         values = {k: tuple(v) if get_origin(hints[k]) is tuple else v
                   for k, v in data.items() if k in hints}
         return cls(**values)
+
+
+def _choices(hint: Any) -> tuple[Any, ...]:
+    """The values a `Literal[...]` hint allows (with None for `Literal[...] | None`); empty
+    for any other type."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        args = get_args(hint)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and get_origin(inner[0]) is Literal:
+            return get_args(inner[0]) + ((None,) if type(None) in args else ())
+    return ()
 
 
 def _convert(text: str, hint: Any) -> Any:

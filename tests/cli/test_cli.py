@@ -95,3 +95,86 @@ def test_bad_flags_get_clear_errors(omniglot_tiny, tmp_path):
 
     eval_missing = runner.invoke(app, ["eval", str(tmp_path / "no-run")])
     assert eval_missing.exit_code == 1 and "config.json not found" in eval_missing.output
+
+
+def test_a_shared_flag_says_what_each_method_needs():
+    from dstcli.cli.train import scheduler_flags
+
+    flags = scheduler_flags()
+    text = flags["stl_results"]["help"]
+    assert "adaptive: " in text and "early-stop: " in text
+    assert "epochs.csv" in text.split("early-stop: ")[1]
+    # Every method of a shared flag whose help differs from the others' is named in it.
+    for info in flags.values():
+        if len(set(info["helps"].values())) > 1:
+            assert all(f"{m}: " in info["help"] or f"{m}, " in info["help"]
+                       for m in info["methods"])
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert "early-stop:" in result.output
+
+
+def test_a_named_variant_refuses_a_contradicting_flag(omniglot_tiny, tmp_path):
+    args = ["train", "--data", str(omniglot_tiny), "--out", str(tmp_path / "r"),
+            "--scheduler", "gradnorm-1.5"]
+    contradicting = runner.invoke(app, args + ["--alpha", "0.5"])
+    assert contradicting.exit_code == 1
+    assert "--alpha 0.5" in contradicting.output and "gradnorm-1.5" in contradicting.output
+    assert "1.5" in contradicting.output.split("--alpha 0.5")[1]
+
+    # The variant's own value is no contradiction: only --epochs 0 is reported.
+    same = runner.invoke(app, args + ["--alpha", "1.50", "--epochs", "0"])
+    assert same.exit_code == 1 and "--epochs 0" in same.output
+    assert "--alpha" not in same.output
+
+
+def saved_run(tmp_path, data, scheduler, options):
+    """A run folder holding only config.json, as `dst train` writes it (no training)."""
+    from dstcli.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = TrainConfig(app="omniglot", data=str(data), out=str(run), preset="cpu-tiny",
+                         epochs=1, device="cpu", scheduler=scheduler).resolved()
+    saved = {**config.to_json(), "scheduler_options": options}
+    (run / "config.json").write_text(json.dumps(saved))
+    return run
+
+
+def stl_folder(tmp_path):
+    stl = tmp_path / "stl"
+    stl.mkdir()
+    rows = ["epoch,phase,task,V"] + [f"2,train,{t},0.5" for t in ("Alpha", "Beta", "Gamma")]
+    (stl / "epochs.csv").write_text("\n".join(rows) + "\n")
+    return stl
+
+
+def test_resume_compares_scheduler_flags_with_the_saved_values(omniglot_tiny, tmp_path,
+                                                               monkeypatch):
+    import dstcli.train
+
+    stl = stl_folder(tmp_path)
+    run = saved_run(tmp_path, omniglot_tiny, "early-stop",
+                    {"stl_results": str(stl), "loss_norm": "none", "dropped_loss": "forward",
+                     "gate_every": "epoch"})
+    resumed = []
+    monkeypatch.setattr(dstcli.train, "train", lambda config, resume, console: resumed.append(
+        (config.scheduler_options.loss_norm, resume)))
+
+    same = runner.invoke(app, ["train", "--resume", str(run), "--loss-norm", "none"])
+    assert same.exit_code == 0, same.output
+    assert resumed == [("none", True)]
+
+    changed = runner.invoke(app, ["train", "--resume", str(run), "--loss-norm", "initial",
+                                  "--gate-every", "sometimes"])
+    assert changed.exit_code == 1
+    assert "--loss-norm initial differs from the saved 'none'" in changed.output
+    assert "--gate-every 'sometimes': choose one of epoch, step" in changed.output
+    assert "--stl-results" not in changed.output
+
+
+def test_resume_refuses_a_hand_edited_bad_choice(omniglot_tiny, tmp_path):
+    run = saved_run(tmp_path, omniglot_tiny, "mtl", {"loss_norm": "sometimes"})
+    resumed = runner.invoke(app, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 1
+    assert "--loss-norm 'sometimes': choose one of initial, none" in resumed.output

@@ -59,3 +59,15 @@ def test_plot_refuses_several_runs_without_compare(tmp_path):
     runs = [fake_run(tmp_path / "a"), fake_run(tmp_path / "b")]
     result = CliRunner().invoke(app, ["plot", *map(str, runs)])
     assert result.exit_code == 1 and "--compare" in result.output
+
+
+def test_plot_writes_png_and_svg_unless_told(tmp_path):
+    run = fake_run(tmp_path / "run")
+    result = CliRunner().invoke(app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "schedule.png").is_file() and (run / "schedule.svg").is_file()
+
+    only = tmp_path / "only"
+    result = CliRunner().invoke(app, ["plot", str(run), "--out", str(only), "--format", "pdf"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.glob("only.*")] == ["only.pdf"]

@@ -240,18 +240,45 @@ def test_step_gates_are_fresh_draws_with_the_epochs_probabilities():
     assert [rows[t]["trained_steps"] for t in "abc"] == draws.sum(axis=0).tolist()
 
 
+@pytest.mark.parametrize("gate_every", ["step", "epoch"])
+def test_the_log_counts_the_steps_the_all_dropped_rule_fired_in(gate_every):
+    # p = 0.2 for three tasks: about half of the draws drop every task.
+    scheduler = RandomDrop(options("random", p="0.2", gate_every=gate_every), TASKS, seed=0)
+    scheduler.end_epoch(1, V1)
+    expected = np.zeros(3, dtype=int)
+
+    for step in range(40):
+        scheduler.step_gates(2, step)
+        parts = (GATES, 2, step) if gate_every == "step" else (GATES, 2)
+        _, forced = draw_gates(np.full(3, 0.2), np.random.default_rng(derived_seed(0, *parts)))
+        if forced is not None:
+            expected[forced] += 1
+    rows = scheduler.end_epoch(2, V1)
+
+    # Per step: fired in several steps, not only the first. Per epoch: in all steps or none.
+    assert expected.sum() > 1 if gate_every == "step" else expected.sum() in (0, 40)
+    assert [rows[t]["forced_steps"] for t in "abc"] == expected.tolist()
+    assert "forced_steps" in RandomDrop.log_columns and "forced_steps" in DSTScheduler.log_columns
+
+
 def test_a_step_gated_run_logs_the_steps_each_task_trained(omniglot_tiny, tmp_path):
     config = tiny_config(omniglot_tiny, tmp_path / "run", scheduler="random",
                          scheduler_options=options("random", gate_every="step"))
 
     run_dir, batches = train_recording(config)
 
-    expected = np.zeros(3, dtype=int)
+    expected, forced = np.zeros(3, dtype=int), np.zeros(3, dtype=int)
     for step in range(len(batches[1])):
         rng = np.random.default_rng(derived_seed(config.seed, GATES, 2, step))
-        expected += draw_gates(np.full(3, 0.5), rng)[0]
-    logged = column(read_log(run_dir), 2, "trained_steps")
+        on, switched_on = draw_gates(np.full(3, 0.5), rng)
+        expected += on
+        if switched_on is not None:
+            forced[switched_on] += 1
+    rows = read_log(run_dir)
+    logged = column(rows, 2, "trained_steps")
     assert [int(logged[t]) for t in ("Alpha", "Beta", "Gamma")] == expected.tolist()
+    logged = column(rows, 2, "forced_steps")
+    assert [int(logged[t]) for t in ("Alpha", "Beta", "Gamma")] == forced.tolist()
 
 
 # -- missing losses ----------------------------------------------------------------------------
@@ -270,6 +297,15 @@ def test_a_missing_loss_carries_the_previous_one_forward():
         carry_forward_missing([[1.0, math.nan]], ["a", "b"])
     with pytest.raises(DstError, match="no V\\[1\\]"):
         DSTScheduler(options("dst"), TASKS, seed=0).end_epoch(1, {**V1, "b": math.nan})
+
+
+@pytest.mark.parametrize("name", ["dst", "random"])
+def test_an_infinite_loss_is_refused_not_taken_for_a_missing_one(name):
+    scheduler = SCHEDULERS.get(name).load()(options(name), TASKS, seed=0)
+    scheduler.end_epoch(1, V1)
+
+    with pytest.raises(DstError, match="task b .*inf.* after epoch 2"):
+        scheduler.end_epoch(2, {"a": 1.0, "b": math.inf, "c": 0.75})
 
 
 # -- resume and replay -------------------------------------------------------------------------
@@ -332,6 +368,43 @@ def test_a_resumed_run_draws_the_gates_of_the_uninterrupted_one(omniglot_tiny, t
     drop = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed] == [
         {k: v for k, v in r.items() if k not in drop} for r in whole]
+
+
+def test_a_mid_epoch_resume_of_step_gates_logs_what_the_uninterrupted_run_logs(
+        omniglot_tiny, tmp_path):
+    # 12 steps an epoch, a checkpoint every 4: the run stops after the one at step 4 of epoch 2,
+    # so the steps counted before it (trained_steps, forced_steps) come from the checkpoint.
+    def config(out: Path):
+        return tiny_config(omniglot_tiny, out, scheduler="dst", batch_size=16, epochs=1,
+                           scheduler_options=options("dst", gate_every="step"),
+                           checkpoint_every=4)
+
+    class Stop(Exception):
+        pass
+
+    real_save = trainer.save_checkpoint
+
+    def save_then_stop(run, run_dir, epoch, in_epoch=None):
+        real_save(run, run_dir, epoch, in_epoch)
+        if in_epoch is not None and in_epoch.epoch == 2:
+            raise Stop
+
+    quiet = Console(quiet=True)
+    whole = trainer.train(config(tmp_path / "whole"), console=quiet, progress=False)
+    out = tmp_path / "resumed"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer, "save_checkpoint", save_then_stop)
+        with pytest.raises(Stop):
+            trainer.train(config(out), console=quiet, progress=False)
+    assert trainer.load_checkpoint(out)["in_epoch"]["step"] == 4
+
+    trainer.train(config(out), resume=True, console=quiet, progress=False)
+
+    resumed, expected = read_log(out), read_log(whole)
+    assert int(column(expected, 2, "trained_steps")["Gamma"]) > 8  # more than after the stop
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in drop} for r in expected]
 
 
 def test_scheduler_state_round_trips():

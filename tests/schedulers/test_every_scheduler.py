@@ -9,14 +9,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
+import torch
 from helpers import tiny_config
 
 from dstcli.data.shards import open_prepared
 from dstcli.errors import DstError
 from dstcli.schedulers import SCHEDULERS, all_names, resolve
-from dstcli.train import load_checkpoint, train
+from dstcli.train import PREVIOUS_CHECKPOINT, load_checkpoint, train
 
 # Methods that need one shared tensor read by every head, which the bilateral network lacks
 # (GradDrop works on each encoder's output instead).
@@ -27,8 +29,9 @@ def extra_options(name: str, tmp_path, data) -> dict:
     entry, _ = resolve(name)
     tasks = [t.name for t in open_prepared(data).tasks]
     if entry.name == "adaptive":
-        stl = tmp_path / "stl-metrics.json"
-        stl.write_text(json.dumps({"tasks": {t: {"error": 50.0} for t in tasks}}))
+        stl = tmp_path / "stl-metrics-train.json"
+        stl.write_text(json.dumps({"split": "train",
+                                   "tasks": {t: {"error": 50.0} for t in tasks}}))
         return {"stl_results": str(stl)}
     if entry.name == "early-stop":
         stl = tmp_path / "stl-run"
@@ -48,7 +51,13 @@ def config_for(name: str, data, tmp_path):
                        scheduler_options=entry.options.parse(given), epochs=1, batch_size=16)
 
 
-def check_run(run_dir, name: str, tasks: int) -> None:
+def train_keeping_the_model(config) -> tuple[Path, torch.nn.Module]:
+    kept = []
+    run_dir = train(config, on_finish=lambda run: kept.append(run.model))
+    return run_dir, kept[0]
+
+
+def check_run(run_dir, name: str, tasks: int, model: torch.nn.Module) -> None:
     with open(run_dir / "epochs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * tasks  # two epochs (measure + train) of every task
@@ -56,12 +65,33 @@ def check_run(run_dir, name: str, tasks: int) -> None:
     assert all(math.isfinite(float(r["V"])) for r in trained)
     state = load_checkpoint(run_dir)
     assert state["epoch"] == 2 and state["config"]["scheduler"] == name
+    check_trained(run_dir, name, model)
+
+
+def check_trained(run_dir: Path, name: str, model: torch.nn.Module) -> None:
+    """The training epoch moved the shared trunk (stl: every task's own network). Epoch 1
+    updates no weight, so the checkpoint it left (now checkpoint.prev.pt) holds the initial
+    parameters."""
+    initial = torch.load(run_dir / PREVIOUS_CHECKPOINT, map_location="cpu", weights_only=False)
+    final = load_checkpoint(run_dir)["model"]
+    assert initial["epoch"] == 1
+    names = {id(p): n for n, p in model.named_parameters()}
+    if resolve(name)[0].stl:
+        groups = {t: model.task_parameters(t) for t in model.nets}
+    else:
+        groups = {"shared": model.shared_parameters()}
+
+    for group, params in groups.items():
+        assert params, f"{name}: no {group} parameters to check"
+        changed = [names[id(p)] for p in params
+                   if not torch.equal(initial["model"][names[id(p)]], final[names[id(p)]])]
+        assert changed, f"{name}: no {group} parameter changed in the training epoch"
 
 
 @pytest.mark.parametrize("name", all_names())
 def test_scheduler_trains_an_epoch(name, omniglot_tiny, tmp_path):
-    run_dir = train(config_for(name, omniglot_tiny, tmp_path))
-    check_run(run_dir, name, tasks=3)
+    run_dir, model = train_keeping_the_model(config_for(name, omniglot_tiny, tmp_path))
+    check_run(run_dir, name, tasks=3, model=model)
 
 
 @pytest.mark.parametrize("name", all_names())
@@ -71,7 +101,8 @@ def test_scheduler_trains_an_epoch_on_pairs(name, pairs_tiny, tmp_path):
         with pytest.raises(DstError, match=f"{resolve(name)[0].name} needs one shared tensor"):
             train(config)
         return
-    check_run(train(config), name, tasks=5)
+    run_dir, model = train_keeping_the_model(config)
+    check_run(run_dir, name, tasks=5, model=model)
 
 
 def test_registry_entries_are_complete():

@@ -26,9 +26,9 @@ def infos(names=NAMES, kind="classification"):
     return [TaskInfo(t, kind, 17, 100) for t in names]
 
 
-def make(name, given=None, names=NAMES, seed=0):
+def make(name, given=None, names=NAMES, seed=0, kind="classification"):
     entry = SCHEDULERS.get(name)
-    return entry.load()(entry.options.parse(given or {}), infos(names), seed)
+    return entry.load()(entry.options.parse(given or {}), infos(names, kind), seed)
 
 
 class TinyNet(nn.Module):
@@ -218,6 +218,26 @@ def test_dtp_kpi_average_starts_at_the_first_kpi():
     assert scheduler.weights["a"] == pytest.approx(0.5 * math.log(2))
 
 
+def test_dtp_skips_a_batch_without_a_visible_landmark():
+    """No visible landmark: no KPI evidence, so neither a KPI of 0 (the largest weight) nor a
+    change of the average."""
+    scheduler = make("dtp", {"gamma": "1", "kpi_ema": "0.5"}, names=["a"], kind="landmarks")
+    tasks = {"a": TaskSpec("a", "landmarks", 17, 13, scale=10.0)}
+    output = torch.zeros(2, 5, 2)
+    hidden = torch.zeros(2, 5, 3)  # visibility column 0 everywhere
+    shown = hidden.clone()
+    shown[..., 2] = 1.0  # every landmark visible and exactly predicted: PCK 1
+
+    scheduler.backward(fabricated({"a": 1.0}),
+                       ctx_for(2, 0, outputs={"a": output}, targets={"a": hidden}, tasks=tasks))
+    assert "a" not in scheduler.kpi and scheduler.weights["a"] == 1.0
+    scheduler.backward(fabricated({"a": 1.0}),
+                       ctx_for(2, 1, outputs={"a": output}, targets={"a": shown}, tasks=tasks))
+    scheduler.backward(fabricated({"a": 1.0}),
+                       ctx_for(2, 2, outputs={"a": output}, targets={"a": hidden}, tasks=tasks))
+    assert scheduler.kpi["a"] == 1.0
+
+
 def test_dtp_names_a_task_kind_without_a_kpi():
     entry = SCHEDULERS.get("dtp")
     with pytest.raises(DstError, match="no KPI for task kind 'keypoints3d'"):
@@ -227,9 +247,18 @@ def test_dtp_names_a_task_kind_without_a_kpi():
 # --- Adaptive Scheduling ----------------------------------------------------------------------
 
 
-def write_metrics(path, errors):
-    path.write_text(json.dumps({"tasks": {t: {"error": e} for t, e in errors.items()}}))
+def write_metrics(path, errors, split="train"):
+    path.write_text(json.dumps({"split": split,
+                                "tasks": {t: {"error": e} for t, e in errors.items()}}))
     return path
+
+
+def write_epochs(run_dir, rows):
+    """An stl run's epochs.csv from (epoch, phase, task, train_error) rows."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"{e},{p},{t},1.0,{err}\n" for e, p, t, err in rows)
+    (run_dir / "epochs.csv").write_text("epoch,phase,task,V,train_error\n" + lines)
+    return run_dir
 
 
 def test_adaptive_requires_stl_results():
@@ -267,11 +296,23 @@ def test_adaptive_weights_follow_the_formula(tmp_path):
 def test_stl_results_in_every_accepted_layout(tmp_path):
     from dstcli.schedulers.specs.weighting import read_stl_errors
 
-    for seed, errors in enumerate(({"a": 10.0, "b": 30.0}, {"a": 20.0, "b": 10.0})):
-        (tmp_path / "runs" / f"s{seed}").mkdir(parents=True)
-        write_metrics(tmp_path / "runs" / f"s{seed}" / "metrics.json", errors)
+    # A run folder: each task's lowest training error over the training epochs; epoch 1 (the
+    # measuring pass of an untrained network) and empty cells do not count.
+    write_epochs(tmp_path / "runs" / "s0", [(1, "measure", "a", 1.0), (1, "measure", "b", 1.0),
+                                            (2, "train", "a", 12.0), (2, "train", "b", 30.0),
+                                            (3, "train", "a", 10.0), (3, "train", "b", "")])
+    write_epochs(tmp_path / "runs" / "s1", [(2, "train", "a", 20.0), (2, "train", "b", 10.0)])
     assert read_stl_errors(tmp_path / "runs" / "s0") == {"a": 10.0, "b": 30.0}
     assert read_stl_errors(tmp_path / "runs") == {"a": 15.0, "b": 20.0}  # averaged over runs
+
+    # A run logged before train_error existed falls back to its metrics-train.json.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "epochs.csv").write_text("epoch,phase,task,V\n2,train,a,1.0\n")
+    with pytest.raises(DstError, match="--split train"):
+        read_stl_errors(old)
+    write_metrics(old / "metrics-train.json", {"a": 7.0})
+    assert read_stl_errors(old) == {"a": 7.0}
 
     wide = tmp_path / "metrics.csv"  # dst eval's layout
     with open(wide, "w", newline="") as f:
@@ -285,6 +326,21 @@ def test_stl_results_in_every_accepted_layout(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"tasks": {"a": {"error": 120}}}))
     with pytest.raises(DstError, match="percentage"):
         read_stl_errors(tmp_path / "bad.json")
+
+
+def test_stl_results_refuse_test_scores(tmp_path):
+    """Test-set scores as b_t would leak the test set into training; a run folder holding only
+    its test metrics.json is not a source either."""
+    from dstcli.schedulers.specs.weighting import read_stl_errors
+
+    with pytest.raises(DstError, match="test-set scores.*training set"):
+        read_stl_errors(write_metrics(tmp_path / "metrics.json", {"a": 10.0}, split="test"))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_metrics(run / "metrics.json", {"a": 10.0}, split="test")
+    with pytest.raises(DstError, match="neither an stl run folder"):
+        read_stl_errors(run)
 
 
 # --- UW, DWA, RLW, FAMO -----------------------------------------------------------------------
@@ -377,6 +433,37 @@ def test_named_variants_set_alpha():
     assert resolve("gradnorm-0.5")[1] == {"alpha": 0.5}
     assert resolve("lbtw-1.0")[1] == {"alpha": 1.0}
     assert SCHEDULERS.get("gradnorm").options.parse({"alpha": "1.0"}).alpha == 1.0
+
+
+CHOICE_FIELDS = {name: sorted(SCHEDULERS.get(name).options.choices())
+                 for name in SCHEDULERS.names()}
+
+
+def test_the_choice_fields_are_found_however_declared():
+    found = {(name, f) for name, fields in CHOICE_FIELDS.items() for f in fields}
+    assert {("mtl", "loss_norm"), ("mgda", "mgda_norm"), ("imtl", "imtl_mode"),
+            ("aligned", "aligned_scale"), ("dst", "count_metric"),
+            ("early-stop", "gate_every"), ("random", "dropped_loss")} <= found
+
+
+@pytest.mark.parametrize("method", [n for n, fields in CHOICE_FIELDS.items() if fields])
+def test_a_hand_edited_bad_choice_is_refused(method, tmp_path):
+    from dstcli.config import TrainConfig
+    from dstcli.schedulers.options import flag_name
+
+    entry = SCHEDULERS.get(method)
+    saved = {**entry.options().to_json(), **{f: "bogus" for f in CHOICE_FIELDS[method]}}
+    (tmp_path / "config.json").write_text(json.dumps({
+        "app": "omniglot", "data": str(tmp_path / "data"), "out": str(tmp_path),
+        "scheduler": method, "scheduler_options": saved}))
+
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig.load(tmp_path / "config.json").validate()
+
+    # Every bad field at once, each naming its flag and the choices.
+    for f in CHOICE_FIELDS[method]:
+        allowed = ", ".join(map(str, entry.options.choices()[f]))
+        assert f"{flag_name(f)} 'bogus': choose one of {allowed}" in caught.value.problems
 
 
 # --- End to end -------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args, get_origin, get_type_hints
+from typing import Literal
 
 from dstcli.schedulers import register_scheduler
-from dstcli.schedulers.options import LOSS_NORM_HELP, SchedulerOptions, flag_name, opt
+from dstcli.schedulers.options import LOSS_NORM_HELP, SchedulerOptions, opt
 
 LAMBDA_NAMES = ("l_d", "l_c", "l_u", "l_r", "l_b")
 # The same slack the rule itself allows, so a value accepted here is accepted there.
@@ -31,15 +31,9 @@ GATE_EVERY_HELP = (
 )
 
 
-def _choice_problems(options: SchedulerOptions) -> list[str]:
-    """Literal fields hold one of their choices (parse checks this; direct construction and
-    a hand-edited config.json do not)."""
+def _gate_problems(options: SchedulerOptions) -> list[str]:
+    """Gate options that do not go together (the base class checks each one's choices)."""
     found = []
-    for name, hint in get_type_hints(type(options)).items():
-        choices = get_args(hint) if get_origin(hint) is Literal else ()
-        value = getattr(options, name)
-        if choices and value not in choices:
-            found.append(f"{flag_name(name)} {value!r}: choose one of {', '.join(choices)}")
     if getattr(options, "gate_every", None) == "step" and getattr(
             options, "dropped_loss", None) == "probe":
         # A task off in only some steps would skip its forward there and be probed only if it
@@ -79,9 +73,9 @@ class DSTOptions(SchedulerOptions):
                  "the paper's Eq. 22 ablation that favours tasks with few labels.",
     )
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         return lambda_problems(self.lambdas) + _unit_interval(
-            self.beta, "--beta", "the discount of R'") + _choice_problems(self)
+            self.beta, "--beta", "the discount of R'") + _gate_problems(self)
 
 
 def lambda_problems(lambdas: Sequence[float]) -> list[str]:
@@ -117,8 +111,8 @@ class RandomDropOptions(SchedulerOptions):
     dropped_loss: Literal["forward", "probe"] = opt("forward", DROPPED_LOSS_HELP)
     gate_every: Literal["epoch", "step"] = opt("epoch", GATE_EVERY_HELP)
 
-    def problems(self) -> list[str]:
-        return _unit_interval(self.p, "--p", "the activation probability") + _choice_problems(
+    def checks(self) -> list[str]:
+        return _unit_interval(self.p, "--p", "the activation probability") + _gate_problems(
             self)
 
 
@@ -196,17 +190,18 @@ def read_stl_losses(path: Path) -> dict[str, float]:
 )
 @dataclass(frozen=True)
 class EarlyStopOptions(SchedulerOptions):
-    stl_results: str | None = opt(None, "Single-task results to compare against (required): "
-                                        "for early-stop, an stl run folder or a folder of them; "
-                                        "each task stops at its lowest STL training loss.")
+    stl_results: str | None = opt(None, "Single-task losses to compare against (required): "
+                                        "an stl run folder (its epochs.csv) or a folder of "
+                                        "them (averaged); each task stops for good once its "
+                                        "training loss reaches its lowest STL training loss.")
     loss_norm: Literal["initial", "none"] = opt("none", LOSS_NORM_HELP)
     dropped_loss: Literal["forward", "probe"] = opt("forward", DROPPED_LOSS_HELP)
     gate_every: Literal["epoch", "step"] = opt("epoch", GATE_EVERY_HELP)
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         from dstcli.errors import DstError
 
-        found = _choice_problems(self)
+        found = _gate_problems(self)
         if self.stl_results is None:
             return found + ["--stl-results is required by early-stop: train an stl run first "
                             "(dst train --scheduler stl) and pass its run folder"]

@@ -32,7 +32,7 @@ class GradDropOptions(SchedulerOptions):
         "(comma-separated).",
     )
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         if not self.leak:
             return ["--leak: give one value for every task, or one per task"]
         bad = [v for v in self.leak if not (_finite(v) and 0.0 <= v <= 1.0)]
@@ -67,7 +67,7 @@ class CAGradOptions(SchedulerOptions):
         "(0: the mean gradient; the official code's 0.4, LibMTL's 0.5).",
     )
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         if not (_finite(self.cagrad_c) and self.cagrad_c >= 0):
             return [f"--cagrad-c {self.cagrad_c}: must be a finite number >= 0"]
         return []
@@ -107,7 +107,7 @@ class NashOptions(SchedulerOptions):
         "weights are reused with one backward pass.",
     )
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         found = []
         if not (_finite(self.nash_max_norm) and self.nash_max_norm >= 0):
             found.append(f"--nash-max-norm {self.nash_max_norm}: must be a finite number >= 0 "

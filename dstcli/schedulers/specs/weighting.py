@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dstcli.errors import DstError
+from dstcli.records import EPOCHS_FILE, metrics_file
 from dstcli.schedulers import register_scheduler
 from dstcli.schedulers.options import SchedulerOptions, opt
 
@@ -49,7 +50,7 @@ class GradNormOptions(SchedulerOptions):
     weight_lr: float | None = opt(None, "Learning rate of GradNorm's task weights; default: "
                                         "the model's --lr.")
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         found = _non_negative("alpha", self.alpha)
         if self.weight_lr is not None:
             found += _positive("weight-lr", self.weight_lr)
@@ -67,7 +68,7 @@ class GradNormOptions(SchedulerOptions):
 class LBTWOptions(SchedulerOptions):
     alpha: float = opt(0.5, ALPHA_HELP)
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         return _non_negative("alpha", self.alpha)
 
 
@@ -84,7 +85,7 @@ class DTPOptions(SchedulerOptions):
     kpi_ema: float = opt(0.5, "Weight of the newest batch KPI in DTP's moving average, in "
                               "(0, 1]; 1 uses the batch KPI alone. Unverified default.")
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         found = _non_negative("gamma", self.gamma)
         if not (0 < self.kpi_ema <= 1):
             found.append(f"--kpi-ema {self.kpi_ema}: must be in (0, 1] (the weight of the "
@@ -100,19 +101,19 @@ class DTPOptions(SchedulerOptions):
 )
 @dataclass(frozen=True)
 class AdaptiveOptions(SchedulerOptions):
-    stl_results: str | None = opt(None, "Single-task results to compare against (required): a "
-                                        "metrics.json from `dst eval` of an stl run, a run "
-                                        "folder holding one, a folder of such run folders "
-                                        "(averaged), or a CSV with task and error columns.")
+    stl_results: str | None = opt(None, "Single-task training-set errors to compare against "
+                                        "(required): an stl run folder (its epochs.csv), a "
+                                        "folder of them (averaged), a metrics-train.json of "
+                                        "`dst eval --split train`, or a CSV with task and "
+                                        "error columns.")
     adaptive_beta: float = opt(1.0, "Exponent of Adaptive Scheduling's weights "
                                     "w_t = (b_t / s_t)^-beta; 0 gives equal weights.")
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         found = _non_negative("adaptive-beta", self.adaptive_beta)
         if self.stl_results is None:
-            found.append("--stl-results is required by adaptive: train and evaluate an stl run "
-                         "first (dst train --scheduler stl, then dst eval --split train) and "
-                         "pass its metrics.json or run folder")
+            found.append("--stl-results is required by adaptive: train an stl run first "
+                         "(dst train --scheduler stl) and pass its run folder")
             return found
         try:
             read_stl_errors(Path(self.stl_results))
@@ -143,7 +144,7 @@ class DWAOptions(SchedulerOptions):
     temperature: float = opt(2.0, "DWA's softmax temperature: larger values give more "
                                   "even weights.")
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         return _positive("temperature", self.temperature)
 
 
@@ -170,7 +171,7 @@ class FAMOOptions(SchedulerOptions):
     famo_weight_decay: float = opt(1e-3, "Weight decay of FAMO's task logits (LibMTL's "
                                          "value; the authors' command line uses 0.01).")
 
-    def problems(self) -> list[str]:
+    def checks(self) -> list[str]:
         return (_positive("famo-lr", self.famo_lr)
                 + _non_negative("famo-weight-decay", self.famo_weight_decay))
 
@@ -178,16 +179,17 @@ class FAMOOptions(SchedulerOptions):
 # ---------------------------------------------------------------------------------------------
 # Single-task results for Adaptive Scheduling
 
-METRICS_FILE = "metrics.json"
-
-
 def read_stl_errors(path: Path) -> dict[str, float]:
-    """Each task's single-task error in percent, from what `--stl-results` names.
+    """Each task's single-task training-set error in percent, from what `--stl-results` names.
 
-    Accepted: a `metrics.json` written by `dst eval` (`tasks[name]["error"]`); a run folder
-    holding one; a folder of run folders, each holding one (errors averaged over the runs,
-    e.g. seeds); a CSV either in `dst eval`'s layout (`<task>.error` columns) or long
-    (`task` and `error` columns), several rows of one task being averaged.
+    The paper takes every method's task figures from the training set, and the epoch's error
+    Adaptive Scheduling compares with is a training-set error, so test scores are refused (they
+    would also leak the test set into training). Accepted: an stl run folder, whose epochs.csv
+    logs each epoch's training error (the lowest over the training epochs is taken, as baselines
+    .md asks for the best); a `metrics-train.json` of `dst eval --split train`; a folder of run
+    folders (errors averaged over the runs, e.g. seeds); a CSV either in `dst eval`'s layout
+    (`<task>.error` columns) or long (`task` and `error` columns), several rows of one task
+    being averaged.
     """
     path = Path(path)
     if not path.exists():
@@ -198,27 +200,57 @@ def read_stl_errors(path: Path) -> dict[str, float]:
         return _read_json(path)
     if path.suffix.lower() == ".csv":
         return _read_csv(path)
-    raise DstError(f"{path}: expected a metrics.json, a .csv or a folder")
+    raise DstError(f"{path}: expected an stl run folder, a metrics-train.json or a .csv")
 
 
 def _read_folder(path: Path) -> dict[str, float]:
-    if (path / METRICS_FILE).is_file():
-        return _read_json(path / METRICS_FILE)
-    runs = sorted(p / METRICS_FILE for p in path.iterdir() if (p / METRICS_FILE).is_file())
+    if _is_run(path):
+        return _read_run(path)
+    runs = sorted(p for p in path.iterdir() if p.is_dir() and _is_run(p))
     if not runs:
-        raise DstError(f"{path} holds no {METRICS_FILE}, nor run folders with one; run "
-                       "`dst eval` on the stl run first")
-    return _average([_read_json(p) for p in runs])
+        raise DstError(f"{path} is neither an stl run folder (epochs.csv) nor a folder of them; "
+                       "train one with `dst train --scheduler stl`")
+    return _average([_read_run(p) for p in runs])
+
+
+def _is_run(path: Path) -> bool:
+    return (path / EPOCHS_FILE).is_file() or (path / metrics_file("train")).is_file()
+
+
+def _read_run(path: Path) -> dict[str, float]:
+    """The lowest training error of each task over the run's training epochs; a run logged
+    before epochs.csv had that column falls back to its metrics-train.json."""
+    lowest: dict[str, float] = {}
+    log = path / EPOCHS_FILE
+    if log.is_file():
+        with open(log, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            value = row.get("train_error") or ""
+            if row.get("phase") == "train" and value not in ("", "nan"):
+                lowest[row["task"]] = min(float(value), lowest.get(row["task"], math.inf))
+    if lowest:
+        return _checked(lowest, log)
+    if (path / metrics_file("train")).is_file():
+        return _read_json(path / metrics_file("train"))
+    raise DstError(f"{path} logs no training error per epoch ({EPOCHS_FILE} has no train_error "
+                   "values: trained by an older dst, or not past epoch 1); score it on the "
+                   f"training set with `dst eval {path} --split train` and pass the folder again")
 
 
 def _read_json(path: Path) -> dict[str, float]:
     try:
         data = json.loads(path.read_text())
+        split = data.get("split")
         tasks = data["tasks"]
         errors = {str(t): float(m["error"]) for t, m in tasks.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise DstError(f"{path} is not a metrics.json of `dst eval` (need tasks.<name>.error; "
+        raise DstError(f"{path} is not a metrics file of `dst eval` (need tasks.<name>.error; "
                        f"{type(e).__name__}: {e})") from None
+    if split is not None and split != "train":
+        raise DstError(f"{path} holds {split}-set scores; single-task references must come from "
+                       "the training set (test scores would leak into training): pass the stl "
+                       "run folder, or the metrics-train.json of `dst eval RUN --split train`")
     return _checked(errors, path)
 
 
