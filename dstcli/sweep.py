@@ -388,7 +388,9 @@ def task_of(run: PlannedRun, sweep: Sweep) -> dict[str, Any]:
     return {"run_id": run.run_id, "config": run.config.to_json(),
             "sweep": {"sweep": sweep.name, "label": run.row.label, "group": run.row.group,
                       "columns": run.row.columns, "row": run.row.index, "seed": run.seed,
-                      "run_id": run.run_id}}
+                      "run_id": run.run_id,
+                      # Said only when false, so that older records read the same.
+                      **({} if run.row.table else {"table": False})}}
 
 
 def execute(task: dict[str, Any]) -> dict[str, Any]:

@@ -159,8 +159,8 @@ def read_runs(runs_dir: Path, skipped: list[tuple[Path, str]] | None = None
         # A run serves one sweep row, or several when sweeps share it (sweep.json's `also`).
         for row in [sweep, *sweep.get("also", [])]:
             name = row.get("sweep")
-            if name and name not in off_table:
-                off_table[name] = _off_table(name)
+            if name and "table" not in row and name not in off_table:
+                off_table[name] = _off_table(name)  # sweep.json from before it said so
             label = row.get("label") or method_label(config["scheduler"], options,
                                                      config.get("model"))
             found.append(RunResult(
@@ -169,7 +169,7 @@ def read_runs(runs_dir: Path, skipped: list[tuple[Path, str]] | None = None
                 group=row.get("group", ""), columns=row.get("columns", {}),
                 row=int(row.get("row", 0)), metrics=metrics,
                 setup=experiment(config, identities[data]), data=data,
-                table=label not in off_table.get(name, set())))
+                table=bool(row.get("table", label not in off_table.get(name, set())))))
     return found
 
 
@@ -229,8 +229,8 @@ def _data_identity(data: str) -> Any:
 
 def _off_table(sweep: str) -> set[str]:
     """The labels of `sweep`'s rows marked `table = false` (Table 7's STL run for early stop):
-    trained for other rows, but no row of the paper's table. sweep.json does not say so; the
-    sweep file does, found by name as `dst ablate` finds it."""
+    trained for other rows, but no row of the paper's table, for a sweep.json written before it
+    recorded `table`: the sweep file says so, found by name as `dst ablate` finds it."""
     from dstcli.sweep import find_sweep, load_sweep
 
     try:

@@ -276,6 +276,9 @@ def test_table_7_follows_its_file_and_leaves_out_helper_rows_and_other_apps(tmp_
                                           ("v", "P'_c", 6, "dst")):
         write_run(runs, folder, "aflw", scheduler, 0, aflw(20.0, 7.0 + row),
                   sweep={**sweep, "label": label, "row": row})
+    # sweep.json says so itself (the toml lists no such row).
+    write_run(runs, "u", "aflw", "stl", 0, aflw(20.0, 9.0),
+              sweep={**sweep, "label": "Helper", "row": 2, "table": False})
     # The same sweep on MTFL: a table of its own, never averaged into AFLW's.
     write_run(runs, "mtfl", "mtfl", "dst", 0,
               {"gender": 20.0, "spectacles": 5.0, "smile": 10.0, "landmarks": 9.0,
