@@ -361,6 +361,22 @@ def plan(sweep: Sweep, app: str, data: str, seeds: int, out: Path,
     return sorted(runs, key=lambda r: (r.after is not None, r.seed, r.row.index))
 
 
+def select_rows(runs: list[PlannedRun], sweep: Sweep, labels: list[str]
+                ) -> list[PlannedRun]:
+    """The runs of the rows named by `labels`, and the STL runs they wait for, so that a part
+    of a sweep can go first (the cheap rows, say) and the rest later under the same ids."""
+    known = [r.label for r in sweep.rows]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise ConfigError([f"--rows {label!r}: no row of sweep {sweep.name} ({sweep.path}) "
+                           "has that label" for label in unknown]
+                          + [f"its rows: {', '.join(repr(k) for k in known)}"])
+
+    chosen = {r.run_id for r in runs if r.row.label in labels}
+    needed = {r.after for r in runs if r.run_id in chosen and r.after}
+    return [r for r in runs if r.run_id in chosen | needed]
+
+
 def plan_problems(runs: list[PlannedRun], sweep: Sweep) -> list[str]:
     """What stops the runs that can start now; each names the sweep file and row."""
     found = []

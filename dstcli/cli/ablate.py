@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
         partition: str | None = typer.Option(None, help="Slurm partition (--launcher slurm)."),
         time_min: int = typer.Option(240, "--time", help="Slurm time limit per run, minutes."),
         gpus: int = typer.Option(1, help="GPUs per Slurm job."),
+        rows: list[str] | None = typer.Option(None, "--rows", help="Only the rows with this "
+                                              "label (repeat the flag for more), and the STL "
+                                              "runs they need; the others keep for a later "
+                                              "call."),
     ) -> None:
         """Train and evaluate a sweep's rows over seeds; finished runs are skipped."""
         from dstcli.errors import ConfigError, DstError
@@ -54,6 +58,7 @@ def register(app: typer.Typer) -> None:
             plan,
             plan_problems,
             run_sweep,
+            select_rows,
             twins,
         )
 
@@ -80,6 +85,8 @@ def register(app: typer.Typer) -> None:
                                     ("channels_last", channels_last or None)) if v is not None}
         data_path = str(data.resolve()) if data is not None else ""
         runs = plan(sweep, app_name, data_path, seeds, out_dir.resolve(), values)
+        if rows:
+            runs = select_rows(runs, sweep, rows)
 
         if dry_run:
             _list(runs, twins(runs))

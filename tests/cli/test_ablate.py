@@ -87,6 +87,28 @@ def test_methods_lists_table3_in_order():
     assert len(extra) > 13 and {"uw", "dwa"} <= {r[1] for r in extra}
 
 
+def test_rows_runs_the_named_rows_and_the_stl_runs_they_need():
+    rows = planned(["methods", "--app", "omniglot", "--seeds", "2", "--all-schedulers",
+                    "--rows", "dwa", "--rows", "Adaptive Schedule"])
+    assert [(r[0], r[4]) for r in rows] == [
+        ("Individually Trained (STL)", "0"), ("dwa", "0"),
+        ("Individually Trained (STL)", "1"), ("dwa", "1"),
+        ("Adaptive Schedule", "0"), ("Adaptive Schedule", "1")]
+
+    # The same ids as the whole sweep's, so that the rest can follow under them later.
+    whole = {r[5] for r in planned(["methods", "--app", "omniglot", "--seeds", "2",
+                                    "--all-schedulers"])}
+    assert {r[5] for r in rows} <= whole
+
+
+def test_rows_names_an_unknown_label_and_the_known_ones():
+    result = runner.invoke(app, ["ablate", "methods", "--app", "omniglot", "--dry-run",
+                                 "--rows", "DST (Proposed)", "--rows", "Nope"])
+    assert result.exit_code != 0
+    assert "--rows 'Nope'" in result.output and "'DST (Proposed)'" in result.output
+    assert "--rows 'DST (Proposed)'" not in result.output
+
+
 def test_rows_that_need_missing_features_fail_the_dry_run(tmp_path):
     path = tmp_path / "wish.toml"
     path.write_text('app = "aflw"\n[[row]]\nlabel = "Proposed"\nscheduler = "dst"\n'
