@@ -698,6 +698,7 @@ def run_sweep(runs: list[PlannedRun], sweep: Sweep, launcher: Launcher,
             if run.after and not (need and need["ok"]):
                 results[run.run_id] = {"run_id": run.run_id, "ok": False, "status": "failed",
                                        "error": f"its STL run {run.after} did not finish"}
+                on_result(results[run.run_id])
                 continue
             if run.run_id not in twin_of:
                 todo.append(task_of(run, sweep))

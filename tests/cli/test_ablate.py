@@ -230,6 +230,84 @@ def test_submitit_local_executor_runs_the_same_path(tmp_path, omniglot_tiny):
     assert len(list((tmp_path / "runs" / "omniglot").glob("*/metrics.json"))) == 1
 
 
+def fail_stl(task: dict) -> dict:
+    """A stand-in for sweep.execute: the STL run fails, any other run passes; each run it is
+    given leaves a mark in $DST_TEST_MARKS."""
+    Path(os.environ["DST_TEST_MARKS"], task["run_id"]).touch()
+    ok = task["config"]["scheduler"] != "stl"
+    return {"run_id": task["run_id"], "ok": ok, "error": "" if ok else "STL diverged",
+            "average_error": 1.0, "seconds": 0.0}
+
+
+def test_a_failed_stl_run_fails_the_runs_that_wait_on_it_unstarted(tmp_path, omniglot_tiny,
+                                                                    monkeypatch):
+    import dstcli.sweep
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("DST_TEST_MARKS", str(marks))
+    monkeypatch.setattr(dstcli.sweep, "execute", fail_stl)
+    result = runner.invoke(app, ["ablate", "methods", "--app", "omniglot", "--data",
+                                 str(omniglot_tiny), "--out", str(tmp_path / "runs"),
+                                 "--rows", "Adaptive Schedule", "--rows", "MTL"])
+    assert result.exit_code == 1, result.output
+
+    # STL went first and MTL trained; Adaptive Schedule never started, and says why.
+    started = sorted(m.name.split("-s0-")[0] for m in marks.iterdir())
+    assert started == ["individually-trained-stl", "mtl"]
+    assert re.search(r"^failed +adaptive-schedule-s0-\S+ +\(Adaptive Schedule, seed 0\) +its "
+                     r"STL run individually-trained-stl-s0-\S+ did not finish", result.output,
+                     re.M), result.output
+    assert "2 of 3 runs failed" in result.output
+
+
+class FakeJob:
+    def __init__(self, result: dict):
+        self._result = result
+
+    def result(self) -> dict:
+        return self._result
+
+
+def test_slurm_launcher_hands_its_settings_to_submitit(tmp_path, omniglot_tiny, monkeypatch):
+    submitit = pytest.importorskip("submitit")
+    seen = {}
+
+    class FakeExecutor:
+        def __init__(self, folder, cluster):
+            seen.update(folder=folder, cluster=cluster)
+
+        def update_parameters(self, **values):
+            seen.update(values)
+
+        def map_array(self, fn, tasks):
+            seen["tasks"] = [t["sweep"]["label"] for t in tasks]
+            return [FakeJob({"run_id": t["run_id"], "ok": True, "error": "",
+                             "average_error": 2.5, "seconds": 1.0}) for t in tasks]
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    sweep = tmp_path / "two.toml"
+    sweep.write_text('[[row]]\nlabel = "MTL"\nscheduler = "mtl"\n'
+                     '[[row]]\nlabel = "DST"\nscheduler = "dst"\n')
+    result = runner.invoke(app, ["ablate", str(sweep), "--app", "omniglot", "--data",
+                                 str(omniglot_tiny), "--out", str(tmp_path / "runs"),
+                                 "--launcher", "slurm", "--partition", "gpu", "--time", "90",
+                                 "--gpus", "2", "--jobs", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"folder": str(tmp_path / "runs" / "submitit"), "cluster": "slurm",
+                    "timeout_min": 90, "gpus_per_node": 2, "slurm_array_parallelism": 3,
+                    "slurm_partition": "gpu", "tasks": ["MTL", "DST"]}
+    assert "2 ran, 0 already done" in result.output
+
+
+def test_slurm_launcher_without_a_partition_is_refused_with_the_other_problems():
+    result = runner.invoke(app, ["ablate", "methods", "--app", "omniglot", "--launcher",
+                                 "slurm", "--time", "0", "--gpus", "-1"])
+    assert result.exit_code != 0
+    for flag in ("--launcher slurm needs --partition", "--time 0", "--gpus -1", "--data"):
+        assert flag in result.output, flag
+
+
 def test_table7_moves_the_gender_head_and_names_what_it_cannot_run():
     result = runner.invoke(app, ["ablate", "table7", "--dry-run"])
     lines = [line.split("\t") for line in result.output.splitlines() if "\t" in line][1:]
