@@ -38,9 +38,20 @@ def test_plot_writes_png_with_one_curve_per_task(tmp_path, monkeypatch):
     with Image.open(run / "schedule.png") as image:
         assert image.size[0] > 100
     assert (run / "schedule.svg").is_file()
-    loss_axes = kept[-1].axes[0]
+    loss_axes, probability_axes, gate_axes = kept[-1].axes
     assert len(loss_axes.get_lines()) == len(TASKS)
     assert [t.get_text() for t in loss_axes.get_legend().get_texts()] == list(TASKS)
+
+    # One probability curve per task, with the logged values.
+    curves = probability_axes.get_lines()
+    assert [list(c.get_ydata()) for c in curves] == [[0.5 + 0.1 * i] * 5
+                                                      for i in range(len(TASKS))]
+
+    # Gates drawn at the epoch they act on (G[k] decides epoch k + 1), one row per task.
+    for i, points in enumerate(gate_axes.collections):
+        on = sorted(int(x) for x, y in points.get_offsets())
+        assert on == [e + 1 for e in range(1, 5) if (e + i) % 2 == 1]
+        assert {int(y) for x, y in points.get_offsets()} == {i}
 
 
 def test_plot_compare_overlays_runs(tmp_path, monkeypatch):
