@@ -12,7 +12,6 @@ the ratio little.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -72,9 +71,9 @@ def main() -> None:
     # A stand-in STL run for the methods that compare against one (adaptive, early-stop).
     stl = args.work / "stl-stand-in"
     stl.mkdir(parents=True, exist_ok=True)
-    (stl / "metrics.json").write_text(json.dumps({"tasks": {t: {"error": 50.0} for t in tasks}}))
-    (stl / "epochs.csv").write_text("epoch,phase,task,V\n"
-                                    + "".join(f"2,train,{t},0.1\n" for t in tasks))
+    # Adaptive reads its training error, early stop its loss V, from the logged epochs.
+    (stl / "epochs.csv").write_text("epoch,phase,task,V,train_error\n"
+                                    + "".join(f"2,train,{t},0.1,50.0\n" for t in tasks))
 
     rows = []
     for name in SCHEDULERS.names():
