@@ -530,15 +530,29 @@ class Launcher:
                                    **({"slurm_partition": self.partition}
                                       if cluster == "slurm" else {}))
         jobs = executor.map_array(execute, tasks)
-        results = []
-        for job, task in zip(jobs, tasks, strict=True):
-            try:
-                result = job.result()
-            except Exception as e:  # noqa: BLE001 - a lost job is one failed run
-                result = {"run_id": task["run_id"], "ok": False,
-                          "error": f"{type(e).__name__}: {e}".splitlines()[0], "seconds": 0.0}
-            results.append(_told(result, on_result))
-        return results
+        where = {id(job): i for i, job in enumerate(jobs)}
+        results: list[dict[str, Any] | None] = [None] * len(tasks)
+        try:
+            # Polling the local executor's processes is cheap; Slurm's queue is not.
+            for job in submitit.helpers.as_completed(
+                    jobs, poll_frequency=1.0 if cluster == "local" else 15.0):
+                i = where[id(job)]
+                try:
+                    result = job.result()
+                except Exception as e:  # noqa: BLE001 - a lost job is one failed run
+                    result = _lost(tasks[i], f"{type(e).__name__}: {e}".splitlines()[0])
+                results[i] = _told(result, on_result)
+        except KeyboardInterrupt:
+            if cluster == "local":
+                raise SweepInterrupted() from None  # its jobs got the Ctrl-C too
+            left = sorted({str(jobs[i].job_id).split("_")[0]
+                           for i, r in enumerate(results) if r is None})
+            raise Interrupted(
+                f"stopped waiting; Slurm job(s) {', '.join(left)} still run on the cluster and "
+                "write their run folders there. Run the same command again once they have "
+                f"ended (squeue -j {left[0] if left else '?'}), not before (it would submit "
+                "their runs a second time); cancel them with scancel.") from None
+        return results  # type: ignore[return-value]
 
     def _run_pool(self, tasks: list[dict[str, Any]],
                   on_result: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:

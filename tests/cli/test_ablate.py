@@ -262,8 +262,11 @@ def test_a_failed_stl_run_fails_the_runs_that_wait_on_it_unstarted(tmp_path, omn
 
 
 class FakeJob:
-    def __init__(self, result: dict):
-        self._result = result
+    def __init__(self, result: dict, job_id: str):
+        self._result, self.job_id = result, job_id
+
+    def done(self) -> bool:
+        return True
 
     def result(self) -> dict:
         return self._result
@@ -283,7 +286,8 @@ def test_slurm_launcher_hands_its_settings_to_submitit(tmp_path, omniglot_tiny, 
         def map_array(self, fn, tasks):
             seen["tasks"] = [t["sweep"]["label"] for t in tasks]
             return [FakeJob({"run_id": t["run_id"], "ok": True, "error": "",
-                             "average_error": 2.5, "seconds": 1.0}) for t in tasks]
+                             "average_error": 2.5, "seconds": 1.0}, f"77_{i}")
+                    for i, t in enumerate(tasks)]
 
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
     sweep = tmp_path / "two.toml"
@@ -298,6 +302,57 @@ def test_slurm_launcher_hands_its_settings_to_submitit(tmp_path, omniglot_tiny, 
                     "timeout_min": 90, "gpus_per_node": 2, "slurm_array_parallelism": 3,
                     "slurm_partition": "gpu", "tasks": ["MTL", "DST"]}
     assert "2 ran, 0 already done" in result.output
+
+
+def test_slurm_runs_are_reported_as_they_end_and_ctrl_c_names_the_jobs_left(
+        tmp_path, omniglot_tiny, monkeypatch):
+    submitit = pytest.importorskip("submitit")
+    monkeypatch.setattr(submitit.helpers.time, "sleep", lambda seconds: None)
+    polls = {"n": 0}
+
+    class LateJob(FakeJob):
+        """Done from the third poll on; with `stop`, Ctrl-C arrives at that poll instead."""
+
+        def __init__(self, result, job_id, stop=False):
+            super().__init__(result, job_id)
+            self.stop = stop
+
+        def done(self):
+            polls["n"] += 1
+            if polls["n"] >= 3 and self.stop:
+                raise KeyboardInterrupt
+            return polls["n"] >= 3
+
+    class Executor:
+        stop = False
+
+        def __init__(self, folder, cluster):
+            pass
+
+        def update_parameters(self, **values):
+            pass
+
+        def map_array(self, fn, tasks):
+            results = [{"run_id": t["run_id"], "ok": True, "error": "", "average_error": 2.5,
+                        "seconds": 1.0} for t in tasks]
+            return [LateJob(results[0], "77_0", stop=Executor.stop), FakeJob(results[1], "77_1")]
+
+    monkeypatch.setattr(submitit, "AutoExecutor", Executor)
+    sweep = tmp_path / "two.toml"
+    sweep.write_text('[[row]]\nlabel = "MTL"\nscheduler = "mtl"\n'
+                     '[[row]]\nlabel = "DST"\nscheduler = "dst"\n')
+    args = ["ablate", str(sweep), "--app", "omniglot", "--data", str(omniglot_tiny), "--out",
+            str(tmp_path / "runs"), "--launcher", "slurm", "--partition", "gpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    told = re.findall(r"^ran +\S+ +\((\w+), seed 0\)", result.output, re.M)
+    assert told == ["DST", "MTL"]  # DST's job ended first
+
+    polls["n"], Executor.stop = 0, True
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert "Slurm job(s) 77 still run on the cluster" in result.output
+    assert "squeue -j 77" in result.output
 
 
 def test_slurm_launcher_without_a_partition_is_refused_with_the_other_problems():
