@@ -15,9 +15,13 @@ import pytest
 import torch
 from helpers import tiny_config
 
+from dstcli.apps.base import TaskSpec
 from dstcli.data.shards import open_prepared
 from dstcli.errors import DstError
+from dstcli.models.multitask import SharedEncoderNet, TaskRequest
 from dstcli.schedulers import SCHEDULERS, all_names, resolve
+from dstcli.schedulers.base import StepContext, TaskInfo
+from dstcli.tasks import per_sample_loss
 from dstcli.train import PREVIOUS_CHECKPOINT, load_checkpoint, train
 
 # Methods that need one shared tensor read by every head, which the bilateral network lacks
@@ -26,8 +30,12 @@ NEEDS_ONE_REPRESENTATION = {"mgda"}
 
 
 def extra_options(name: str, tmp_path, data) -> dict:
+    return stl_stand_in(name, tmp_path, [t.name for t in open_prepared(data).tasks])
+
+
+def stl_stand_in(name: str, tmp_path, tasks: list[str]) -> dict:
+    """The `--stl-results` of the methods that compare with single-task training."""
     entry, _ = resolve(name)
-    tasks = [t.name for t in open_prepared(data).tasks]
     if entry.name == "adaptive":
         stl = tmp_path / "stl-metrics-train.json"
         stl.write_text(json.dumps({"split": "train",
@@ -103,6 +111,54 @@ def test_scheduler_trains_an_epoch_on_pairs(name, pairs_tiny, tmp_path):
         return
     run_dir, model = train_keeping_the_model(config)
     check_run(run_dir, name, tasks=5, model=model)
+
+
+@pytest.mark.parametrize("name", [n for n in all_names() if not resolve(n)[0].stl])
+def test_a_task_without_labels_in_the_batch_takes_no_part(name, tmp_path):
+    """Label masks in every method: task b has no labelled row in the batch, so its head gets
+    no gradient, and no weight, gradient or logged w turns NaN for the others."""
+    torch.manual_seed(0)
+    tasks = [TaskSpec(t, "classification", 17, 13, num_classes=3) for t in "abc"]
+    model = SharedEncoderNet(tasks, 1, 1 / 16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    entry, variant = resolve(name)
+    given = {k: str(v) for k, v in variant.items()} | stl_stand_in(name, tmp_path, list("abc"))
+    scheduler = entry.load()(entry.options.parse(given),
+                             [TaskInfo(t.name, t.kind, t.depth, 10) for t in tasks], 0)
+    scheduler.attach(model, optimizer)
+    scores = {t: {"error": 60.0, "accuracy": 40.0} for t in "abc"}
+    scheduler.end_epoch(1, {"a": 1.2, "b": 0.9, "c": 1.0}, scores)
+
+    gates = scheduler.step_gates(2, 0)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8, generator=g)
+    rows = {"a": torch.arange(0, 5), "c": torch.arange(3, 8)}
+    requests = {t: TaskRequest(r, gates[t]) for t, r in rows.items()}
+    targets = {t: torch.randint(0, 3, (len(r),), generator=g) for t, r in rows.items()}
+    if scheduler.needs_representation:
+        outputs, representations = model.forward_split(images, requests)
+    else:
+        outputs, representations = model(images, requests), None
+    losses = {t: per_sample_loss(tasks[0], outputs[t], targets[t]).mean()
+              for t in rows if gates[t]}
+
+    optimizer.zero_grad(set_to_none=True)
+    ctx = StepContext(2, 0, model, optimizer, {t: len(r) for t, r in rows.items()},
+                      {t.name: t for t in tasks}, outputs, targets, representations,
+                      reevaluate=lambda: {t: float(v.detach()) for t, v in losses.items()})
+    scheduler.backward(losses, ctx)
+    assert all(p.grad is None for p in model.task_parameters("b"))
+    for t in losses:
+        assert all(p.grad is not None for p in model.task_parameters(t)), t
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    optimizer.step()
+    scheduler.after_step(ctx)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    # The trained tasks' logged weights are numbers (the per-task-gradient methods log NaN
+    # for a task that took part in no step of the epoch, as b here: docs/schedulers).
+    logged = scheduler.end_epoch(2, {"a": 1.0, "b": 0.8, "c": 0.9}, scores)
+    assert all(math.isfinite(float(logged[t]["w"])) for t in losses if "w" in logged[t])
 
 
 def test_registry_entries_are_complete():
