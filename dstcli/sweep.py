@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from dstcli.errors import ConfigError, DstError, Interrupted
+from dstcli.records import METRICS_FILE as METRICS
+from dstcli.records import RUN_RECORD
 
 SWEEP_FILE = "sweep.json"  # in each run folder: which sweep row the run belongs to
-METRICS = "metrics.json"  # the test split's scores
-RUN_RECORD = "run.json"  # dstcli.train's, written when training ends (not imported: torch)
 CHECKPOINTS = "checkpoint*.pt"  # the current checkpoint and the previous one
 ROW_KEYS = {"label", "scheduler", "options", "config", "group", "columns", "needs", "table"}
 # Run settings a row may change besides its scheduler's options (Table 7's moved head).

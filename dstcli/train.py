@@ -46,6 +46,7 @@ from dstcli.errors import ConfigError, DstError, Interrupted
 from dstcli.models.builders import MODELS
 from dstcli.models.multitask import TaskRequest
 from dstcli.models.presets import get_preset
+from dstcli.records import RUN_RECORD, machine
 from dstcli.schedulers import resolve
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
 from dstcli.seeding import DATA_ORDER, INIT_PASSES, PROBE, TORCH_STATE, derived_seed
@@ -53,7 +54,6 @@ from dstcli.tasks import MetricAccumulator, per_sample_loss
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
-RUN_RECORD = "run.json"  # written when training has finished
 CHECKPOINT_VERSION = 1
 # train_error: the task's error (%) on the samples it was computed on during the epoch, in
 # training mode; Adaptive Scheduling compares it with the same figure of an STL run.
@@ -901,6 +901,10 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
                 save_checkpoint(run, run_dir, epoch)
             console.print(line(epoch, phase, seconds, result.losses, on, len(names)))
     if world.main:
-        (run_dir / RUN_RECORD).write_text(json.dumps({"finished_epoch": last}, indent=2)
-                                          + "\n")
+        gpu = torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None
+        described = machine(run.device.type, gpu, torch.get_num_threads(), world.size)
+        record = run_dir / (RUN_RECORD + ".tmp")  # whole or absent: sweeps read it
+        record.write_text(json.dumps({"finished_epoch": last, "machine": described}, indent=2)
+                          + "\n")
+        os.replace(record, run_dir / RUN_RECORD)
     distributed.barrier(world)  # the files are whole before any process returns

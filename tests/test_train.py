@@ -61,6 +61,14 @@ def test_run_folder_describes_itself(omniglot_tiny, tmp_path):
     assert list(header)[:7] == ["epoch", "phase", "task", "V", "labelled", "measured_on",
                                 "seconds"]
 
+    # run.json: where training ended, and on what, so that epoch times are compared with
+    # those of the same machine only.
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["finished_epoch"] == 2
+    assert record["machine"]["device"] == "cpu" and record["machine"]["gpu"] is None
+    assert record["machine"]["threads"] == torch.get_num_threads()
+    assert record["machine"]["cpu"] and record["machine"]["processes"] == 1
+
 
 def test_same_seed_same_run(omniglot_tiny, tmp_path):
     a = train(tiny_config(omniglot_tiny, tmp_path / "a"))

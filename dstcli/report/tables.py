@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dstcli.errors import DstError
+from dstcli.records import machine_key
 
 UP, DOWN = "↑", "↓"
 AVERAGE = f"Average Error (%) {DOWN}"
@@ -410,7 +411,10 @@ def cost_table(runs: list[RunResult], notes: list[str] | None = None
     """What each method costs where it ran, beside what it reached: the average error, the
     median training epoch over its runs (each run's median epoch), relative to MTL's on the
     same app, and the share of task-epochs it dropped. One row per app, sweep and label
-    (Table 7's "Proposed" and Table 8's may differ). Runs that shared the machine make
+    (Table 7's "Proposed" and Table 8's may differ). "relative to MTL" is the median over a
+    method's runs of each run's epoch over the MTL runs' median epoch on the same machine
+    (run.json; runs recorded without one count as one unknown machine), and is left blank
+    where no MTL run shared the machine. Runs that shared the machine at the same time make
     these times comparable only with each other."""
     table = []
     for app in sorted({r.app for r in runs}):
@@ -421,16 +425,26 @@ def cost_table(runs: list[RunResult], notes: list[str] | None = None
                   for s in sweeps}
         costs = {(s, label): [run_cost(Path(r.path)) for r in rows[label]]
                  for s, rows in groups.items() for label in rows}
+        machines = {(s, label): [machine_key(Path(r.path)) for r in rows[label]]
+                    for s, rows in groups.items() for label in rows}
         epoch = {key: _median([c[0] for c in values]) for key, values in costs.items()}
-        mtl = epoch.get(("methods", "MTL"), math.nan)
+        # MTL's median epoch on each machine: a run is compared only with MTL runs of its own
+        # machine (run.json), as epoch times of two machines say nothing of the methods.
+        mtl_on: dict[str, list[float]] = {}
+        for (seconds, _), where in zip(costs.get(("methods", "MTL"), []),
+                                       machines.get(("methods", "MTL"), []), strict=True):
+            mtl_on.setdefault(where, []).append(seconds)
+        mtl = {where: _median(values) for where, values in mtl_on.items()}
         for s, rows in groups.items():
             for label in _ordered(rows, METHOD_ORDER):
                 dropped = _median([c[1] for c in costs[s, label]])
+                relative = _median([seconds / mtl.get(where, math.nan) for (seconds, _), where
+                                    in zip(costs[s, label], machines[s, label], strict=True)])
                 table.append({"App": app, "Sweep": s, "Training Method": label,
                               "seeds": len(rows[label]),
                               AVERAGE: cell([r.value("average", "error") for r in rows[label]]),
                               "seconds per epoch": _fixed(epoch[s, label], 1),
-                              "relative to MTL": _fixed(epoch[s, label] / mtl, 2),
+                              "relative to MTL": _fixed(relative, 2),
                               "dropped task-epochs (%)": _fixed(dropped, 0)})
     return table
 

@@ -159,6 +159,31 @@ def test_costs_table_reads_epoch_times_and_gates(tmp_path):
     assert costs.loc["MTL", "Average Error (%) ↓"] == "10.50 ± 0.00"
 
 
+def test_costs_compare_a_run_only_with_mtl_on_its_own_machine(tmp_path):
+    runs = tmp_path / "runs"
+    fast = {"host": "a", "cpu": "fast", "cpus": 2, "threads": 1, "device": "cpu", "gpu": None,
+            "processes": 1}
+    slow = {**fast, "host": "b", "cpu": "slow"}
+    # MTL ran on both machines; DST on both; GradNorm only where no MTL ran.
+    for name, scheduler, options, seed, seconds, where in (
+            ("mtl-a", "mtl", None, 0, 10.0, fast), ("mtl-b", "mtl", None, 1, 40.0, slow),
+            ("dst-a", "dst", None, 0, 12.0, fast), ("dst-b", "dst", None, 1, 44.0, slow),
+            ("gn", "gradnorm", {"alpha": 0.5}, 0, 5.0, {**fast, "host": "c"})):
+        write_run(runs, name, "omniglot", scheduler, seed, {"a": 10.0, "b": 11.0}, options)
+        write_epochs(runs / name, [30.0, seconds, seconds], [(1, 1)] * 3)
+        (runs / name / "run.json").write_text(json.dumps({"finished_epoch": 3,
+                                                          "machine": where}))
+
+    result = CliRunner().invoke(app, ["tables", str(runs), "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    costs = pd.read_csv(tmp_path / "res" / "costs.csv").set_index("Training Method")
+    assert costs.loc["MTL", "relative to MTL"] == 1.0
+    # 12 / 10 and 44 / 40: the median of 1.2 and 1.1, not (12 + 44) / (10 + 40) mixed.
+    assert costs.loc["DST (Proposed)", "relative to MTL"] == 1.15
+    assert pd.isna(costs.loc["GradNorm (α = 0.5)", "relative to MTL"])
+    assert costs.loc["GradNorm (α = 0.5)", "seconds per epoch"] == 5.0
+
+
 def test_segnet_and_unet_fill_table_5_and_stay_out_of_table_4(tmp_path):
     runs = tmp_path / "runs"
     five = {"fp_orientation": 10.0, "lfp_orientation": 20.0, "fp_segmentation": 10.0,
