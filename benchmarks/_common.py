@@ -28,6 +28,20 @@ def prepared_faces(faces: int, data: Path | None) -> Path:
                           preset="cpu", seed=0)
 
 
+def omniglot_parser(doc: str, **counts: int):
+    """The arguments of the benchmarks that time methods on Omniglot: `counts` (e.g.
+    steps=20) as integer flags, then the batch size, the preset and the working folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in counts.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--work", type=Path, default=WORK)
+    return parser
+
+
 def prepared_omniglot(preset: str, work: Path = WORK) -> Path:
     """The two small official zips (8 distinct alphabets) prepared at `preset` once, as
     `dst prepare omniglot --raw ... --out benchmarks/work/omniglot-<preset>` does."""

@@ -11,12 +11,11 @@ share comes from the logged gates, as `dst tables` computes them for costs.csv.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 from pathlib import Path
 
-from _common import WORK, prepared_omniglot  # run from benchmarks/
+from _common import omniglot_parser, prepared_omniglot  # run from benchmarks/
 
 METHODS = (("mtl", {}), ("dst", {}), ("dst (probe)", {"dropped_loss": "probe"}))
 
@@ -42,13 +41,7 @@ def train_and_cost(name: str, options: dict, data: Path, out: Path, seed: int, a
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--work", type=Path, default=WORK)
-    args = parser.parse_args()
+    args = omniglot_parser(__doc__, epochs=6, seeds=2).parse_args()
 
     data = prepared_omniglot(args.preset, args.work)
     costs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in METHODS}

@@ -11,12 +11,11 @@ the ratio little.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
 
-from _common import WORK, FixedSubset, prepared_omniglot  # run from benchmarks/
+from _common import FixedSubset, omniglot_parser, prepared_omniglot  # run from benchmarks/
 
 
 def step_seconds(name: str, data: Path, preset: str, steps: int, batch: int, stl: Path) -> float:
@@ -56,12 +55,7 @@ def step_seconds(name: str, data: Path, preset: str, steps: int, batch: int, stl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--work", type=Path, default=WORK)
-    args = parser.parse_args()
+    args = omniglot_parser(__doc__, steps=20).parse_args()
 
     from dstcli.data.shards import open_prepared
     from dstcli.schedulers import SCHEDULERS
