@@ -17,10 +17,12 @@ from pathlib import Path
 
 from _common import omniglot_parser, prepared_omniglot  # run from benchmarks/
 
-METHODS = (("mtl", {}), ("dst", {}), ("dst (probe)", {"dropped_loss": "probe"}))
+# (label, scheduler, its options)
+METHODS = (("mtl", "mtl", {}), ("dst", "dst", {}),
+           ("dst (probe)", "dst", {"dropped_loss": "probe"}))
 
 
-def train_and_cost(name: str, options: dict, data: Path, out: Path, seed: int, args
+def train_and_cost(scheduler: str, options: dict, data: Path, out: Path, seed: int, args
                    ) -> tuple[float, float]:
     from rich.console import Console
 
@@ -29,7 +31,6 @@ def train_and_cost(name: str, options: dict, data: Path, out: Path, seed: int, a
     from dstcli.schedulers import resolve
     from dstcli.train import train
 
-    scheduler = name.split()[0]
     entry, _ = resolve(scheduler)
     config = TrainConfig(app="omniglot", data=str(data), out=str(out), scheduler=scheduler,
                          scheduler_options=entry.options.parse(options), preset=args.preset,
@@ -44,11 +45,11 @@ def main() -> None:
     args = omniglot_parser(__doc__, epochs=6, seeds=2).parse_args()
 
     data = prepared_omniglot(args.preset, args.work)
-    costs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in METHODS}
+    costs: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in METHODS}
     for seed in range(args.seeds):
-        for name, options in METHODS:
+        for name, scheduler, options in METHODS:
             out = args.work / "dst-epoch-time" / f"{name.replace(' ', '-')}-s{seed}"
-            seconds, dropped = train_and_cost(name, options, data, out, seed, args)
+            seconds, dropped = train_and_cost(scheduler, options, data, out, seed, args)
             costs[name].append((seconds, dropped))
             print(f"seed {seed}, {name}: {seconds:.1f} s per epoch, {dropped:.0f}% of "
                   "task-epochs dropped", flush=True)
@@ -58,7 +59,7 @@ def main() -> None:
           f"{args.epochs} training epochs, {args.seeds} seeds, CPU\n")
     print("| method | s per epoch (median of seeds) | relative to mtl | dropped task-epochs (%) |")
     print("| --- | --- | --- | --- |")
-    for name, _ in METHODS:
+    for name, _, _ in METHODS:
         ratios = [s / m for (s, _), (m, _) in zip(costs[name], costs["mtl"], strict=True)]
         print(f"| {name} | {statistics.median(s for s, _ in costs[name]):.1f} | "
               f"{statistics.median(ratios):.2f} | "

@@ -10,7 +10,6 @@ paper's Tables 3, 4 and 6.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
@@ -23,7 +22,7 @@ from dstcli.config import TrainConfig
 from dstcli.data.shards import ShardDataset
 from dstcli.errors import DstError
 from dstcli.models.multitask import TaskRequest
-from dstcli.records import metrics_file
+from dstcli.records import metrics_file, write_json
 from dstcli.tasks import MetricAccumulator, equal_error_rate, roc_curve
 from dstcli.train import CHECKPOINT, RUN_RECORD, build, iterate, load_checkpoint, restore
 
@@ -128,10 +127,7 @@ def write_roc(run_dir: Path, task: str, metric: MetricAccumulator, split: str) -
 
 
 def write_metrics(run_dir: Path, result: dict[str, Any]) -> None:
-    name = metrics_file(result["split"])
-    tmp = run_dir / f"{name}.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, run_dir / name)
+    write_json(run_dir / metrics_file(result["split"]), result)
 
     row: dict[str, Any] = {"run": run_dir.name, "app": result["app"],
                            "scheduler": result["scheduler"], "seed": result["seed"],

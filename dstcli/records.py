@@ -20,6 +20,14 @@ def metrics_file(split: str, suffix: str = ".json") -> str:
     return stem + suffix
 
 
+def write_json(path: Path, value: Any) -> None:
+    """Write `value` as JSON whole or not at all (a temporary name, then a rename): sweeps and
+    tables read these records while other runs are being written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
 def machine(device: str, gpu: str | None = None, threads: int | None = None,
             processes: int = 1) -> dict[str, Any]:
     """What a run's epoch times depend on, for run.json: epoch times from two machines (or

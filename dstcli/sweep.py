@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dstcli.errors import ConfigError, DstError, Interrupted
-from dstcli.records import METRICS_FILE as METRICS
-from dstcli.records import RUN_RECORD
+from dstcli.records import METRICS_FILE, RUN_RECORD, write_json
 
 SWEEP_FILE = "sweep.json"  # in each run folder: which sweep row the run belongs to
 CHECKPOINTS = "checkpoint*.pt"  # the current checkpoint and the previous one
@@ -188,7 +187,7 @@ def run_finished(run_dir: Path) -> bool:
     """Whether a run folder holds a finished run: its training ended (the trainer's run record)
     and metrics.json scores that end on the test split. A metrics.json of `dst eval --unfinished`
     or of another split (older dst wrote every split there) does not count."""
-    metrics_path, record_path = run_dir / METRICS, run_dir / RUN_RECORD
+    metrics_path, record_path = run_dir / METRICS_FILE, run_dir / RUN_RECORD
     if not (metrics_path.is_file() and record_path.is_file()):
         return False
 
@@ -269,7 +268,7 @@ def reuse(run: PlannedRun, sweep: Sweep, source_id: str) -> dict[str, Any]:
     source_id = reused_from(source) or source_id  # a copy's records are its original's
     try:
         shutil.copytree(source, run.run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-            CHECKPOINTS, "*.tmp", SWEEP_FILE, METRICS))
+            CHECKPOINTS, "*.tmp", SWEEP_FILE, METRICS_FILE))
 
         # config.json names its own folder; the rest of it is what the two runs share.
         config = json.loads((source / "config.json").read_text())
@@ -278,8 +277,8 @@ def reuse(run: PlannedRun, sweep: Sweep, source_id: str) -> dict[str, Any]:
                                               "reused_from": source_id})
 
         # metrics.json last: until it lands, the folder does not count as finished.
-        metrics = json.loads((source / METRICS).read_text())
-        write_json(run.run_dir / METRICS, metrics)
+        metrics = json.loads((source / METRICS_FILE).read_text())
+        write_json(run.run_dir / METRICS_FILE, metrics)
     except (OSError, json.JSONDecodeError) as e:
         return {"run_id": run.run_id, "ok": False, "status": "failed", "seconds": 0.0,
                 "error": f"copying the records of the identical run {source} failed: {e}"}
@@ -373,8 +372,8 @@ def select_rows(runs: list[PlannedRun], sweep: Sweep, labels: list[str]
                           + [f"its rows: {', '.join(repr(k) for k in known)}"])
 
     chosen = {r.run_id for r in runs if r.row.label in labels}
-    needed = {r.after for r in runs if r.run_id in chosen and r.after}
-    return [r for r in runs if r.run_id in chosen | needed]
+    kept = chosen | {r.after for r in runs if r.run_id in chosen and r.after}
+    return [r for r in runs if r.run_id in kept]
 
 
 def plan_problems(runs: list[PlannedRun], sweep: Sweep) -> list[str]:
@@ -466,12 +465,6 @@ def record_row(run_dir: Path, row: dict[str, Any]) -> None:
         updated = {**current, "also": [*also, row]}
     if updated != current:  # a finished run's records stay untouched when nothing is new
         write_json(path, updated)
-
-
-def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from dstcli.errors import ConfigError, DstError, Interrupted
 from dstcli.models.builders import MODELS
 from dstcli.models.multitask import TaskRequest
 from dstcli.models.presets import get_preset
-from dstcli.records import RUN_RECORD, machine
+from dstcli.records import RUN_RECORD, machine, write_json
 from dstcli.schedulers import resolve
 from dstcli.schedulers.base import Scheduler, StepContext, TaskInfo
 from dstcli.seeding import DATA_ORDER, INIT_PASSES, PROBE, TORCH_STATE, derived_seed
@@ -903,8 +903,5 @@ def _train(run: Run, resume: bool, console: Console, progress: bool) -> None:
     if world.main:
         gpu = torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None
         described = machine(run.device.type, gpu, torch.get_num_threads(), world.size)
-        record = run_dir / (RUN_RECORD + ".tmp")  # whole or absent: sweeps read it
-        record.write_text(json.dumps({"finished_epoch": last, "machine": described}, indent=2)
-                          + "\n")
-        os.replace(record, run_dir / RUN_RECORD)
+        write_json(run_dir / RUN_RECORD, {"finished_epoch": last, "machine": described})
     distributed.barrier(world)  # the files are whole before any process returns
