@@ -608,9 +608,15 @@ def _pool_round(tasks: list[dict[str, Any]], batch: list[int], width: int,
             try:
                 while True:
                     while pending and len(running) < width and not stop:
-                        i = pending.pop(0)
-                        mark = os.path.join(marks, str(i))
-                        running[pool.submit(_in_worker, execute, tasks[i], mark)] = i
+                        mark = os.path.join(marks, str(pending[0]))
+                        try:
+                            future = pool.submit(_in_worker, execute, tasks[pending[0]], mark)
+                        except BrokenProcessPool:
+                            # A worker died after the last wait: the task stays pending, and
+                            # the runs still in the pool end as broken below.
+                            stop = True
+                            break
+                        running[future] = pending.pop(0)
                     if not running:
                         break
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -636,10 +642,8 @@ def _pool_round(tasks: list[dict[str, Any]], batch: list[int], width: int,
 
         # A worker marks its task before running it; read once every worker has gone.
         began = [i for i in broken if os.path.exists(os.path.join(marks, str(i)))]
-    unstarted = [i for i in broken if i not in began]
-    if broken:
-        unstarted += pending  # never handed to the broken pool
-    return ended, began, unstarted
+    # pending: never handed to the pool, stopped by a broken pool or an interrupted run.
+    return ended, began, [i for i in broken if i not in began] + pending
 
 
 def _in_worker(run: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any],

@@ -564,6 +564,42 @@ def test_a_dead_worker_fails_its_run_and_the_pool_goes_on(tmp_path, omniglot_tin
     assert "failed: Crash seed 0" in result.output and "1 of 4 runs failed" in result.output
 
 
+def crash_late(task: dict) -> dict:
+    """A stand-in for sweep.execute: "Crash" says it began, then dies a moment later; the
+    others return at once."""
+    if task["label"] == "Crash":
+        Path(os.environ["DST_TEST_MARKS"], "crash-began").touch()
+        time.sleep(0.5)
+        os._exit(9)
+    return {"run_id": task["run_id"], "ok": True, "error": ""}
+
+
+def test_a_worker_dying_between_two_runs_leaves_the_rest_for_the_next_pool(tmp_path,
+                                                                         monkeypatch):
+    """The pool can break while the sweep is busy reporting a run that ended: the next run is
+    then refused by the pool itself. It must wait for the next pool, not end the sweep."""
+    from dstcli.sweep import _pool_round
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    monkeypatch.setenv("DST_TEST_MARKS", str(tmp_path))
+    tasks = [{"run_id": label.lower(), "label": label} for label in ("A", "Crash", "B", "C")]
+    finished = []
+
+    def finish(i: int, result: dict) -> None:
+        # Slow reporting: by the time it returns, "Crash" has died and broken the pool.
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "crash-began").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)
+        finished.append(result["run_id"])
+
+    monkeypatch.setattr("dstcli.sweep.execute", crash_late)
+    ended, began, unstarted = _pool_round(tasks, [0, 1, 2, 3], 2, finish)
+
+    assert finished == ["a"] and ended == [0]
+    assert began == [1] and unstarted == [2, 3]
+
+
 def interrupt_a(task: dict) -> dict:
     """A stand-in for sweep.execute: the row "A" is stopped by Ctrl-C (its checkpoint saved),
     "B" is still running then; every run it is given leaves a mark in $DST_TEST_MARKS."""
