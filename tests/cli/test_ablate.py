@@ -568,10 +568,18 @@ def crash_late(task: dict) -> dict:
     """A stand-in for sweep.execute: "Crash" says it began, then dies a moment later; the
     others return at once."""
     if task["label"] == "Crash":
-        Path(os.environ["DST_TEST_MARKS"], "crash-began").touch()
+        Path(os.environ["DST_TEST_MARKS"], "crash-began").write_text(str(os.getpid()))
         time.sleep(0.5)
         os._exit(9)
     return {"run_id": task["run_id"], "ok": True, "error": ""}
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs still (a zombie, dead and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def test_a_worker_dying_between_two_runs_leaves_the_rest_for_the_next_pool(tmp_path,
@@ -587,10 +595,13 @@ def test_a_worker_dying_between_two_runs_leaves_the_rest_for_the_next_pool(tmp_p
 
     def finish(i: int, result: dict) -> None:
         # Slow reporting: by the time it returns, "Crash" has died and broken the pool.
+        began = tmp_path / "crash-began"
         deadline = time.monotonic() + 60
-        while not (tmp_path / "crash-began").exists() and time.monotonic() < deadline:
+        while not (began.exists() and began.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(2)
+        while alive(int(began.read_text())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # for the pool's own thread to see the death
         finished.append(result["run_id"])
 
     monkeypatch.setattr("dstcli.sweep.execute", crash_late)
