@@ -26,15 +26,17 @@ METHODS = (("mtl", "mtl", {}), ("dst", "dst", {}),
 
 
 def build_run(scheduler: str, options: dict, data: Path, seed: int, args):
+    """Model, optimizer and scheduler as `dst train` builds them; nothing is written to `out`
+    (the epochs run here, not through `train`)."""
     from dstcli.config import TrainConfig
     from dstcli.schedulers import resolve
     from dstcli.train import build
 
     entry, _ = resolve(scheduler)
-    config = TrainConfig(app="omniglot", data=str(data), out="/tmp/unused", scheduler=scheduler,
-                         scheduler_options=entry.options.parse(options), preset=args.preset,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=1e-3,
-                         device="cpu", seed=seed).resolved()
+    config = TrainConfig(app="omniglot", data=str(data), out=str(args.work / "dst-epoch-time"),
+                         scheduler=scheduler, scheduler_options=entry.options.parse(options),
+                         preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=1e-3, device="cpu", seed=seed).resolved()
     return build(config)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dstcli.errors import ConfigError, DstError
+from dstcli.records import write_json
 from dstcli.schedulers.options import SchedulerOptions
 
 CONFIG_VERSION = 1
@@ -211,9 +212,7 @@ class TrainConfig:
         return cls(**values)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
+        write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

@@ -22,9 +22,10 @@ def metrics_file(split: str, suffix: str = ".json") -> str:
 
 def write_json(path: Path, value: Any) -> None:
     """Write `value` as JSON whole or not at all (a temporary name, then a rename): sweeps and
-    tables read these records while other runs are being written."""
+    tables read these records while other runs are being written. ASCII (a label's λ as an
+    escape), so that a reader under any locale's encoding reads it back."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
     os.replace(tmp, path)
 
 

@@ -608,9 +608,10 @@ def _pool_round(tasks: list[dict[str, Any]], batch: list[int], width: int,
             try:
                 while True:
                     while pending and len(running) < width and not stop:
-                        mark = os.path.join(marks, str(pending[0]))
+                        i = pending[0]
                         try:
-                            future = pool.submit(_in_worker, execute, tasks[pending[0]], mark)
+                            future = pool.submit(_in_worker, execute, tasks[i],
+                                                 os.path.join(marks, str(i)))
                         except BrokenProcessPool:
                             # A worker died after the last wait: the task stays pending, and
                             # the runs still in the pool end as broken below.
